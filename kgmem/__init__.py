@@ -1,0 +1,7 @@
+"""kgmem: a long-term memory for LLMs — passages in SQLite + FAISS, a spaCy-built knowledge graph."""
+from .api import Memory
+from .config import Config
+from .errors import KgmemError
+
+__all__ = ["Memory", "Config", "KgmemError"]
+__version__ = "0.1.0"

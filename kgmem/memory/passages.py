@@ -1,0 +1,183 @@
+"""The external store: SQLite text + FAISS vectors behind one object, kept in agreement."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..config import STRUCTURAL, Config
+from ..errors import StoreMismatchError
+from .chunker import chunk_text
+from .embedder import Embedder, SentenceTransformerEmbedder
+from .store import Chunk, Document, NewChunk, SQLiteStore
+from .vectors import VectorIndex
+
+log = logging.getLogger("kgmem")
+
+
+def content_hash(title: str, text: str) -> str:
+    return hashlib.sha256((title + "\x00" + text).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def embedding_text(title: str, text: str) -> str:
+    """What the embedder sees for a chunk: its document's title, then the chunk.
+
+    The title gives later chunks of a long document the context their first one has.
+    """
+    return f"{title}\n{text}" if title else text
+
+
+class PassageStore:
+    """Documents, chunks, FTS5 and FAISS in one directory, with the embedder that built them."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        config: Config | None = None,
+        embedder: Embedder | None = None,
+    ):
+        self.directory = Path(directory)
+        self.sql = SQLiteStore(self.directory)
+        self.config = self._settle_config(config)
+        self._embedder = embedder
+        self.vectors = VectorIndex(self.directory, self.config.embedding_dim)
+
+    # ------------------------------------------------------------------ config
+    def _settle_config(self, asked: Config | None) -> Config:
+        stored = self.sql.get_meta("config")
+        if stored is None:
+            config = asked or Config()
+            self.sql.set_meta("config", config.to_json())
+            return config
+        import json
+
+        on_disk = Config.from_dict(json.loads(stored))
+        if asked is not None:
+            for name in STRUCTURAL:
+                if getattr(asked, name) != getattr(on_disk, name):
+                    raise StoreMismatchError(
+                        f"{self.directory} was built with {name}={getattr(on_disk, name)!r}, "
+                        f"not {getattr(asked, name)!r}; open it without that setting or use a new store"
+                    )
+            # Non-structural settings (threads, batch sizes, answering) follow the caller.
+            return asked
+        # Runtime-only settings come from this process, not from whoever built the store.
+        return on_disk.replace(threads=Config().threads)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = SentenceTransformerEmbedder(
+                self.config.embedder, batch_size=self.config.embed_batch_size, threads=self.config.threads
+            )
+        emb = self._embedder
+        if emb.dim != self.config.embedding_dim:
+            raise StoreMismatchError(
+                f"embedder {emb.name!r} makes {emb.dim}-d vectors but the store holds "
+                f"{self.config.embedding_dim}-d ones"
+            )
+        return emb
+
+    # ------------------------------------------------------------------ writing
+    def chunk(self, doc: Document) -> list[NewChunk]:
+        emb = self.embedder
+        limit = min(self.config.chunk_tokens, emb.max_tokens)
+        if doc.title:
+            # Every chunk is embedded behind its title: leave the title room (at most a third).
+            title_tokens = len(emb.token_offsets([doc.title])[0])
+            limit = max(limit - min(title_tokens, limit // 3), 16)
+        return chunk_text(doc.text, emb.token_offsets, limit, self.config.chunk_overlap)
+
+    def embed_chunks(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Vectors for (title, chunk text) pairs."""
+        return self.embedder.embed([embedding_text(t, x) for t, x in pairs])
+
+    def delete(self, doc_ids: Sequence[str]) -> list[int]:
+        """Remove documents, their chunks, FTS rows and vectors. Returns removed chunk ids."""
+        with self.sql.transaction():
+            removed = self.sql.delete_documents(doc_ids)
+            if removed:
+                self.sql.bump_generation()
+        self.vectors.remove(removed)
+        return removed
+
+    def save_vectors(self) -> None:
+        if self.vectors.dirty or self.vectors.generation != self.sql.generation:
+            self.vectors.save(self.sql.generation)
+
+    # ------------------------------------------------------------------ recovery
+    def needs_reconcile(self) -> bool:
+        return self.vectors.generation != self.sql.generation
+
+    def reconcile(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Make FAISS hold exactly one vector per chunk: drop strays, embed the missing."""
+        have = set(self.vectors.ids().tolist())
+        want = set(self.sql.chunk_ids())
+        stray = sorted(have - want)
+        missing = sorted(want - have)
+        if stray:
+            self.vectors.remove(stray)
+        done = 0
+        for chunks in self.sql.iter_chunks(missing, batch=max(self.config.embed_batch_size * 4, 64)):
+            vecs = self.embed_chunks([(c.title, c.text) for c in chunks])
+            self.vectors.add([c.id for c in chunks], vecs)
+            done += len(chunks)
+            if progress:
+                progress(done, len(missing))
+        self.vectors.save(self.sql.generation)
+        if stray or missing:
+            log.warning("vectors reconciled with SQLite: %d stray removed, %d re-embedded", len(stray), len(missing))
+        return {"stray_removed": len(stray), "re_embedded": len(missing)}
+
+    # ------------------------------------------------------------------ reading
+    def dense_search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
+        if not queries:
+            return []
+        qv = self.embedder.embed(list(queries))
+        return self.dense_search_vectors(qv, k)
+
+    def dense_search_vectors(self, qv: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        scores, ids = self.vectors.search(qv, k)
+        return [
+            [(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
+            for srow, irow in zip(scores, ids)
+        ]
+
+    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        return self.sql.lexical_search(query, k, stopwords=_stopwords())
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        return self.sql.chunks(ids)
+
+    def check(self) -> list[str]:
+        problems = self.sql.check()
+        have = self.vectors.ids()
+        want = set(self.sql.chunk_ids())
+        have_set = set(have.tolist())
+        if len(have_set) != len(have):
+            problems.append(f"{len(have) - len(have_set)} duplicate vector ids")
+        if have_set - want:
+            problems.append(f"{len(have_set - want)} vectors have no chunk")
+        if want - have_set:
+            problems.append(f"{len(want - have_set)} chunks have no vector")
+        return problems
+
+    def close(self) -> None:
+        self.save_vectors()
+        self.sql.close()
+
+
+_STOP: frozenset[str] | None = None
+
+
+def _stopwords() -> frozenset[str]:
+    # spaCy's English list: question words ("who", "which") carry no lexical signal.
+    global _STOP
+    if _STOP is None:
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        _STOP = frozenset(STOP_WORDS)
+    return _STOP

@@ -1,0 +1,328 @@
+"""The passage store: documents, chunks and a BM25 index over them, in one SQLite file.
+
+A chunk's row id is also its id in the FAISS index, so one number ties a passage's
+text, its vector and (in the graph layer) its mentions together.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .migrations import Migration, apply_migrations
+
+DB_NAME = "kgmem.db"
+
+MEMORY_MIGRATIONS: list[Migration] = [
+    Migration(
+        "memory",
+        "0001_documents_chunks_fts",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT '',
+            hash TEXT NOT NULL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            text TEXT NOT NULL,
+            added_at REAL NOT NULL
+        );
+        -- AUTOINCREMENT: an id is never reused, so a stale vector can never alias a new chunk.
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ord INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            end INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            n_tokens INTEGER NOT NULL
+        );
+        CREATE INDEX chunks_doc ON chunks(doc_id, ord);
+        -- The FTS index keeps no copy of the text: its content is read through this view.
+        CREATE VIEW chunks_fts_content AS
+            SELECT c.id AS id, d.title AS title, c.text AS text
+            FROM chunks c JOIN documents d ON d.id = c.doc_id;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            title, text, content='chunks_fts_content', content_rowid='id',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        """,
+    ),
+]
+
+
+@dataclass
+class Document:
+    id: str
+    text: str
+    title: str = ""
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    hash: str = ""
+
+
+@dataclass
+class Chunk:
+    id: int
+    doc_id: str
+    ord: int
+    start: int
+    end: int
+    text: str
+    n_tokens: int
+    title: str = ""
+    source: str = ""
+
+
+@dataclass
+class NewChunk:
+    """A chunk about to be written: offsets into its document's text."""
+
+    ord: int
+    start: int
+    end: int
+    text: str
+    n_tokens: int
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+# FTS5 treats these as operators; a question full of them is still just words to us.
+_FTS_STOP = {"and", "or", "not", "near"}
+
+
+def fts_query(text: str, stopwords: frozenset[str] | set[str] = frozenset()) -> str:
+    """Turn raw user text into a safe FTS5 query: each word quoted, OR-ed together."""
+    words = []
+    seen = set()
+    for word in _WORD.findall(text.lower()):
+        if word in seen or word in stopwords or word in _FTS_STOP:
+            continue
+        seen.add(word)
+        words.append('"' + word.replace('"', '""') + '"')
+    return " OR ".join(words)
+
+
+class SQLiteStore:
+    """Documents and chunks in SQLite (WAL), with an FTS5 index for BM25 search."""
+
+    def __init__(self, directory: Path, busy_timeout: float = 30.0):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / DB_NAME
+        self._lock = threading.RLock()
+        self.conn = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        self.db = sqlite_utils.Database(self.conn)
+        self._depth = 0
+        with self.transaction():
+            apply_migrations(self.conn, MEMORY_MIGRATIONS)
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE); nested calls join the outer one."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self.conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self.conn.execute("COMMIT")
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def bump_generation(self) -> int:
+        """Count writes that change the chunk set; the vector file records the one it matches."""
+        with self.transaction():
+            gen = int(self.get_meta("generation", "0") or 0) + 1
+            self.set_meta("generation", str(gen))
+        return gen
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation", "0") or 0)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # ------------------------------------------------------------------ documents
+    def document_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.conn.execute(
+                f"SELECT id, hash FROM documents WHERE id IN ({marks})", part
+            ):
+                out[row[0]] = row[1]
+        return out
+
+    def add_document(self, doc: Document, chunks: Sequence[NewChunk]) -> list[int]:
+        """Insert a document and its chunks (caller holds the transaction); returns chunk ids."""
+        self.conn.execute(
+            "INSERT INTO documents(id, title, source, hash, meta, text, added_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (doc.id, doc.title, doc.source, doc.hash, json.dumps(doc.meta), doc.text, time.time()),
+        )
+        ids = []
+        for ch in chunks:
+            cur = self.conn.execute(
+                "INSERT INTO chunks(doc_id, ord, start, end, text, n_tokens) VALUES (?, ?, ?, ?, ?, ?)",
+                (doc.id, ch.ord, ch.start, ch.end, ch.text, ch.n_tokens),
+            )
+            cid = int(cur.lastrowid)
+            ids.append(cid)
+            self.conn.execute(
+                "INSERT INTO chunks_fts(rowid, title, text) VALUES (?, ?, ?)",
+                (cid, doc.title, ch.text),
+            )
+        return ids
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> list[int]:
+        """Delete documents with their chunks and FTS rows; returns the removed chunk ids."""
+        removed: list[int] = []
+        with self.transaction():
+            for doc_id in doc_ids:
+                ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+                # External-content FTS5 needs the old values to delete a row: read them
+                # through the content view before the chunk rows go.
+                self.conn.execute(
+                    "INSERT INTO chunks_fts(chunks_fts, rowid, title, text) "
+                    "SELECT 'delete', id, title, text FROM chunks_fts_content "
+                    "WHERE id IN (SELECT id FROM chunks WHERE doc_id = ?)",
+                    (doc_id,),
+                )
+                self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+                self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+                removed.extend(ids)
+        return removed
+
+    def get_document(self, doc_id: str) -> Document | None:
+        row = self.conn.execute(
+            "SELECT id, title, source, hash, meta, text FROM documents WHERE id = ?", (doc_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Document(
+            id=row["id"], text=row["text"], title=row["title"], source=row["source"],
+            meta=json.loads(row["meta"]), hash=row["hash"],
+        )
+
+    def document_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM documents ORDER BY id")]
+
+    # ------------------------------------------------------------------ chunks
+    def chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
+        ids = list(ids)
+        out: dict[int, Chunk] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.conn.execute(
+                "SELECT c.id, c.doc_id, c.ord, c.start, c.end, c.text, c.n_tokens, d.title, d.source "
+                f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                part,
+            ):
+                out[r[0]] = Chunk(*r)
+        return out
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        rows = self.conn.execute(
+            "SELECT c.id, c.doc_id, c.ord, c.start, c.end, c.text, c.n_tokens, d.title, d.source "
+            "FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.doc_id = ? ORDER BY c.ord",
+            (doc_id,),
+        )
+        return [Chunk(*r) for r in rows]
+
+    def chunk_ids(self) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM chunks ORDER BY id")]
+
+    def iter_chunks(self, ids: Sequence[int], batch: int = 256) -> Iterator[list[Chunk]]:
+        for start in range(0, len(ids), batch):
+            part = ids[start : start + batch]
+            found = self.chunks(part)
+            yield [found[i] for i in part if i in found]
+
+    # ------------------------------------------------------------------ search
+    def lexical_search(
+        self, query: str, k: int, stopwords: frozenset[str] | set[str] = frozenset()
+    ) -> list[tuple[int, float]]:
+        """BM25 over chunk text and title; returns (chunk id, score) best first (higher is better)."""
+        match = fts_query(query, stopwords)
+        if not match:
+            return []
+        rows = self.conn.execute(
+            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+            "ORDER BY s LIMIT ?",
+            (match, k),
+        ).fetchall()
+        # SQLite's bm25() is lower-is-better (negative); flip it so every retriever agrees.
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    # ------------------------------------------------------------------ stats & checks
+    def counts(self) -> dict[str, int]:
+        one = lambda sql: int(self.conn.execute(sql).fetchone()[0])  # noqa: E731
+        return {
+            "documents": one("SELECT count(*) FROM documents"),
+            "chunks": one("SELECT count(*) FROM chunks"),
+            "words": one("SELECT coalesce(sum(length(text) - length(replace(text, ' ', '')) + 1), 0) FROM documents"),
+        }
+
+    def check(self) -> list[str]:
+        problems = []
+        orphans = self.conn.execute(
+            "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)"
+        ).fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} chunks belong to no document")
+        try:
+            self.conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"full-text index disagrees with the chunks: {exc}")
+        bad = self.conn.execute(
+            "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "WHERE substr(d.text, c.start + 1, c.end - c.start) != c.text"
+        ).fetchone()[0]
+        if bad:
+            problems.append(f"{bad} chunks whose offsets do not match their document's text")
+        return problems
+
+    def rebuild_fts(self) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+

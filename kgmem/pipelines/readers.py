@@ -1,0 +1,316 @@
+"""Turn what a user hands to `ingest` into documents: paths, raw strings, or records.
+
+Every reader yields `Document`s or `Failure`s; a failure names the input and the
+reason in one line, and the rest of the batch goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..memory.passages import content_hash
+from ..memory.store import Document
+
+TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+PDF_SUFFIXES = {".pdf"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | JSONL_SUFFIXES
+
+
+@dataclass
+class ReaderOptions:
+    id_field: str = "id"
+    title_field: str = "title"
+    text_field: str = "text"
+    glob: str | None = None
+    # Larger inputs are refused rather than read whole into memory.
+    max_file_bytes: int = 200 * 1024 * 1024
+
+
+@dataclass
+class Failure:
+    item: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.reason}"
+
+
+@dataclass
+class Notice:
+    """Something worth telling about an input that was still ingested (e.g. bad UTF-8)."""
+
+    item: str
+    message: str
+
+
+@dataclass
+class Skipped:
+    """A file in a walked directory that no reader handles."""
+
+    item: str
+
+
+@dataclass
+class ReadResult:
+    documents: list[Document] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+class _ReadError(Exception):
+    pass
+
+
+def _decode(data: bytes, where: str, notices: list[Notice]) -> str:
+    if b"\x00" in data[:8192]:
+        raise _ReadError("binary file (NUL bytes), not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        notices.append(Notice(where, f"invalid UTF-8 at byte {exc.start}; undecodable bytes replaced"))
+        return data.decode("utf-8", errors="replace")
+
+
+def _read_bytes(path: Path, options: ReaderOptions) -> bytes:
+    size = path.stat().st_size
+    if size > options.max_file_bytes:
+        raise _ReadError(f"file is {size / 2**20:.0f} MiB, over the {options.max_file_bytes / 2**20:.0f} MiB limit")
+    return path.read_bytes()
+
+
+def _markdown_title(text: str) -> str:
+    for line in text.splitlines()[:20]:
+        if line.startswith("# "):
+            return line[2:].strip()
+    return ""
+
+
+def read_text_file(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
+    text = _decode(_read_bytes(path, options), str(path), notices)
+    title = _markdown_title(text) if path.suffix.lower() in {".md", ".markdown"} else ""
+    return Document(id=str(path), title=title or path.stem, text=text, source=str(path))
+
+
+def read_html(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
+    from bs4 import BeautifulSoup
+
+    text = _decode(_read_bytes(path, options), str(path), notices)
+    soup = BeautifulSoup(text, "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    body = soup.get_text("\n")
+    lines = [" ".join(line.split()) for line in body.splitlines()]
+    # Keep paragraph breaks (one blank line), drop the rest of the layout whitespace.
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return Document(id=str(path), title=title or path.stem, text="\n".join(out).strip(), source=str(path))
+
+
+def read_pdf(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            try:
+                if not reader.decrypt(""):
+                    raise _ReadError("encrypted PDF (needs a password)")
+            except _ReadError:
+                raise
+            except Exception as exc:
+                raise _ReadError(f"encrypted PDF that cannot be opened: {exc}") from exc
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except _ReadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise _ReadError(f"broken PDF: {exc}") from exc
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    return Document(id=str(path), title=str(meta_title) or path.stem, text=text, source=str(path))
+
+
+def read_jsonl(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iterator[Document | Failure]:
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path}:{lineno}"
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(_decode(raw, where, notices))
+            except (json.JSONDecodeError, _ReadError) as exc:
+                yield Failure(where, f"not a JSON record: {exc}")
+                continue
+            if not isinstance(record, dict):
+                yield Failure(where, "a JSON Lines record must be an object")
+                continue
+            try:
+                yield record_to_document(record, options, source=where)
+            except _ReadError as exc:
+                yield Failure(where, str(exc))
+
+
+def record_to_document(record: dict[str, Any], options: ReaderOptions | None = None, source: str = "") -> Document:
+    options = options or ReaderOptions()
+    text = record.get(options.text_field)
+    if not isinstance(text, str):
+        raise _ReadError(f"record has no text field {options.text_field!r}")
+    title = record.get(options.title_field) or ""
+    if not isinstance(title, str):
+        title = str(title)
+    doc_id = record.get(options.id_field)
+    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+    return Document(
+        id=str(doc_id) if doc_id not in (None, "") else "",
+        title=title,
+        text=text,
+        source=str(record.get("source") or source),
+        meta=meta,
+    )
+
+
+_FILE_READERS = {
+    **{s: read_text_file for s in TEXT_SUFFIXES},
+    **{s: read_html for s in HTML_SUFFIXES},
+    **{s: read_pdf for s in PDF_SUFFIXES},
+}
+
+
+def read_path(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iterator[Document | Failure]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in JSONL_SUFFIXES:
+            yield from read_jsonl(path, options, notices)
+            return
+        reader = _FILE_READERS.get(suffix)
+        if reader is None:
+            raise _ReadError(f"unsupported file type {suffix or '(none)'}; kgmem reads {', '.join(sorted(SUPPORTED))}")
+        yield reader(path, options, notices)
+    except _ReadError as exc:
+        yield Failure(str(path), str(exc))
+    except PermissionError:
+        yield Failure(str(path), "permission denied")
+    except RecursionError:
+        yield Failure(str(path), "too deeply nested to parse")
+    except MemoryError:
+        yield Failure(str(path), "too large to read into memory")
+    except OSError as exc:
+        yield Failure(str(path), exc.strerror or str(exc))
+
+
+def walk(root: Path, options: ReaderOptions) -> Iterator[Path | Failure | Skipped]:
+    """Files under a directory, sorted, hidden entries skipped, symlink loops cut."""
+    seen: set[str] = set()
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            real = os.path.realpath(directory)
+        except OSError as exc:
+            yield Failure(str(directory), exc.strerror or str(exc))
+            continue
+        if real in seen:
+            yield Failure(str(directory), "symlink loop (directory already visited)")
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            yield Failure(str(directory), exc.strerror or "cannot list directory")
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                if entry.is_dir():
+                    subdirs.append(path)
+                    continue
+                if not entry.is_file():
+                    if entry.is_symlink():
+                        yield Failure(str(path), "broken symlink")
+                    continue
+            except OSError as exc:
+                yield Failure(str(path), exc.strerror or str(exc))
+                continue
+            if options.glob and not path.match(options.glob):
+                continue
+            if path.suffix.lower() not in SUPPORTED:
+                yield Skipped(str(path))
+                continue
+            yield path
+        stack.extend(reversed(subdirs))
+
+
+def iter_documents(
+    items: Iterable[Any], options: ReaderOptions | None = None
+) -> Iterator[Document | Failure | Notice | Skipped]:
+    """Documents from paths, strings and records, in order; failures and notices in between.
+
+    A string that names an existing file or directory is read as a path; any other
+    string is text. A dict is a record {"id", "title", "text"[, "source", "meta"]}.
+    """
+    options = options or ReaderOptions()
+    for item in items:
+        notices: list[Notice] = []
+        if isinstance(item, Document):
+            yield item
+        elif isinstance(item, dict):
+            try:
+                yield record_to_document(item, options)
+            except _ReadError as exc:
+                yield Failure(_describe(item), str(exc))
+        elif isinstance(item, Path) or (isinstance(item, str) and _looks_like_path(item)):
+            # Absolute paths are the ids of files: the same file read from another
+            # working directory is the same document.
+            path = Path(item).absolute()
+            if not path.exists() and not path.is_symlink():
+                yield Failure(str(path), "no such file or directory")
+            elif path.is_dir():
+                for found in walk(path, options):
+                    if isinstance(found, Path):
+                        yield from read_path(found, options, notices)
+                        yield from notices
+                        notices.clear()
+                    else:
+                        yield found
+            else:
+                yield from read_path(path, options, notices)
+        elif isinstance(item, str):
+            yield Document(id="", title="", text=item, source="")
+        else:
+            yield Failure(_describe(item), f"cannot ingest a {type(item).__name__}: pass a path, a string or a dict")
+        yield from notices
+
+
+def _looks_like_path(text: str) -> bool:
+    if "\n" in text or len(text) > 4096:
+        return False
+    try:
+        return os.path.exists(text) or os.path.islink(text)
+    except (OSError, ValueError):
+        return False
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, dict) and item.get("id"):
+        return f"record {item['id']!r}"
+    text = repr(item)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def finalize(doc: Document) -> Document:
+    """Fill in the content hash and, when no id was given, a content-hash id."""
+    doc.hash = content_hash(doc.title, doc.text)
+    if not doc.id:
+        doc.id = "doc-" + doc.hash[:16]
+    return doc

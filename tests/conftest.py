@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+BENCH = ROOT.parent / "shared" / "bench" / "musique"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2, loaded once for the whole session."""
+    from kgmem.memory.embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(threads=int(os.environ.get("KGMEM_THREADS", "2")))
+
+
+@pytest.fixture(scope="session")
+def wiki_records() -> list[dict]:
+    return [json.loads(line) for line in (DATA / "wiki-300.jsonl").open(encoding="utf-8")]
+
+
+@pytest.fixture(scope="session")
+def wiki_questions() -> list[dict]:
+    return [json.loads(line) for line in (DATA / "questions.jsonl").open(encoding="utf-8")]
+
+
+@pytest.fixture
+def memory(tmp_path, embedder):
+    from kgmem import Memory
+
+    mem = Memory(tmp_path / "store", embedder=embedder)
+    yield mem
+    mem.close()
+
+
+@pytest.fixture(scope="session")
+def wiki_memory(tmp_path_factory, embedder, wiki_records):
+    """A store holding the 300 shipped passages (built once, read by many tests)."""
+    from kgmem import Memory
+
+    mem = Memory(tmp_path_factory.mktemp("wiki") / "store", embedder=embedder)
+    report = mem.ingest(wiki_records)
+    assert report.added == len(wiki_records) and not report.failed
+    yield mem
+    mem.close()

@@ -1,0 +1,157 @@
+"""The passage store end to end: real SQLite, FAISS and all-MiniLM-L6-v2 on real text."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kgmem import Config, Memory
+from kgmem.errors import NotFoundError, SchemaVersionError, StoreMismatchError
+from kgmem.eval import Dataset, dense_reference, evaluate_modes
+
+from .conftest import DATA
+
+
+class CountingEmbedder:
+    """Wraps the real embedder and counts the texts it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
+        self.embedded = 0
+
+    def embed(self, texts):
+        self.embedded += len(texts)
+        return self.inner.embed(texts)
+
+    def token_offsets(self, texts):
+        return self.inner.token_offsets(texts)
+
+
+def test_ingest_search_and_hit_fields(wiki_memory, wiki_questions):
+    q = wiki_questions[0]
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = wiki_memory.search(q["question"], k=5, mode=mode)
+        assert 0 < len(hits) <= 5
+        top = hits[0]
+        doc = wiki_memory.get(top.doc_id)
+        assert doc.text[top.start : top.end] == top.text
+        assert top.title == doc.title and mode in top.ranks or mode == "hybrid"
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    stats = wiki_memory.stats()
+    assert stats["documents"] == 300 and stats["vectors"] == stats["chunks"] >= 300
+    assert wiki_memory.check() == []
+
+
+def test_store_dense_equals_independent_exact_reference(wiki_memory, embedder):
+    """The store must not lose quality: dense search over it ranks like exact IP over "title\\ntext"."""
+    ds = Dataset(
+        corpus=[json.loads(line) for line in (DATA / "wiki-300.jsonl").open()],
+        questions=[json.loads(line) for line in (DATA / "questions.jsonl").open()],
+    )
+    ref = dense_reference(ds, embedder.embed)
+    (ours,) = evaluate_modes(wiki_memory.search, ds, ["dense"])
+    for k in (2, 5, 10):
+        assert abs(ours.recall[k] - ref.recall[k]) <= 100 / len(ds.questions) / 2 + 1e-9
+
+
+def test_reingest_unchanged_embeds_nothing_and_changed_replaces(tmp_path, embedder, wiki_records):
+    counting = CountingEmbedder(embedder)
+    recs = wiki_records[:40]
+    with Memory(tmp_path / "s", embedder=counting) as mem:
+        first = mem.ingest(recs)
+        assert (first.added, first.unchanged, first.replaced) == (40, 0, 0)
+        n = counting.embedded
+        again = mem.ingest(recs)
+        assert (again.added, again.unchanged, again.replaced, again.chunks) == (0, 40, 0, 0)
+        assert counting.embedded == n
+        changed = dict(recs[3], text=recs[3]["text"] + " Zanzibarian quokkas were added later.")
+        rep = mem.ingest([changed])
+        assert (rep.added, rep.replaced) == (0, 1)
+        hits = mem.search("Zanzibarian quokkas", k=3, mode="lexical")
+        assert hits and hits[0].doc_id == recs[3]["id"]
+        assert mem.stats()["documents"] == 40
+        assert mem.check() == []
+
+
+def test_delete_removes_every_trace(tmp_path, embedder, wiki_records):
+    with Memory(tmp_path / "s", embedder=embedder) as mem:
+        mem.ingest(wiki_records[:30])
+        victim = wiki_records[5]
+        before = mem.stats()
+        removed = mem.delete(victim["id"])
+        assert removed >= 1
+        after = mem.stats()
+        assert after["chunks"] == before["chunks"] - removed == after["vectors"]
+        for mode in ("dense", "lexical", "hybrid"):
+            assert all(h.doc_id != victim["id"] for h in mem.search(victim["title"] + " " + victim["text"][:200], k=30, mode=mode))
+        assert mem.get(victim["id"]) is None
+        assert mem.check() == []
+        with pytest.raises(NotFoundError):
+            mem.delete("no-such-doc")
+    # the deletion is on disk: reopen and look again
+    with Memory(tmp_path / "s", embedder=embedder) as mem:
+        assert mem.get(victim["id"]) is None and mem.check() == []
+        assert len(mem.passages.vectors) == mem.stats()["chunks"]
+
+
+def test_strings_get_content_hash_ids_and_lexical_is_safe_with_query_syntax(memory):
+    rep = memory.ingest(["Ada Lovelace wrote the first program.", "Ada Lovelace wrote the first program."])
+    assert rep.added == 1 and rep.unchanged == 0
+    (doc_id,) = memory.passages.sql.document_ids()
+    assert doc_id.startswith("doc-")
+    # FTS5 syntax in user text must not raise
+    for q in ['"unbalanced', "NEAR(a b)", "a AND OR NOT", "col:ada", "*", "Ada) (Lovelace"]:
+        memory.search(q, k=3, mode="lexical")
+        memory.search(q, k=3, mode="hybrid")
+    assert memory.search("Lovelace", k=1, mode="lexical")[0].doc_id == doc_id
+    assert memory.search("   ", k=3) == []
+
+
+def test_empty_document_is_a_failure_not_a_crash(memory):
+    rep = memory.ingest([{"id": "e", "text": "   "}, {"id": "f", "text": "fine text"}])
+    assert rep.added == 1 and rep.failed and "empty" in rep.failed[0][1]
+
+
+def test_store_remembers_its_settings(tmp_path, embedder):
+    cfg = Config(chunk_tokens=120)
+    with Memory(tmp_path / "s", cfg, embedder=embedder) as mem:
+        mem.ingest(["some text"])
+    with Memory(tmp_path / "s", embedder=embedder) as mem:
+        assert mem.config.chunk_tokens == 120
+    with pytest.raises(StoreMismatchError, match="chunk_tokens"):
+        Memory(tmp_path / "s", Config(chunk_tokens=200), embedder=embedder)
+    with pytest.raises(StoreMismatchError, match="embedder"):
+        Memory(tmp_path / "s", Config(chunk_tokens=120, embedder="other-model"), embedder=embedder)
+
+
+def test_newer_schema_is_refused(tmp_path, embedder):
+    with Memory(tmp_path / "s", embedder=embedder) as mem:
+        mem.passages.sql.conn.execute(
+            "INSERT INTO migrations(component, name, applied_at) VALUES ('memory', '9999_future', 0)"
+        )
+    with pytest.raises(SchemaVersionError, match="newer kgmem"):
+        Memory(tmp_path / "s", embedder=embedder)
+
+
+def test_vectors_behind_sqlite_are_repaired_on_open(tmp_path, embedder, wiki_records):
+    """A crash between the SQLite commit and the FAISS save: the next open re-embeds."""
+    store = tmp_path / "s"
+    with Memory(store, embedder=embedder) as mem:
+        mem.ingest(wiki_records[:10])
+        saved = (store / "vectors.faiss").read_bytes(), (store / "vectors.json").read_bytes()
+        mem.ingest(wiki_records[10:20])
+        mem.delete(wiki_records[0]["id"])
+    # put back the older vector file, as if the process died before saving
+    (store / "vectors.faiss").write_bytes(saved[0])
+    (store / "vectors.json").write_bytes(saved[1])
+    with Memory(store, embedder=embedder) as mem:
+        assert mem.check() == []
+        assert len(mem.passages.vectors) == mem.stats()["chunks"]
+        ids = set(mem.passages.vectors.ids().tolist())
+        assert ids == set(mem.passages.sql.chunk_ids())
+        hit = mem.search(wiki_records[15]["text"], k=1, mode="dense")[0]
+        assert hit.doc_id == wiki_records[15]["id"]
+        vec = mem.passages.vectors.reconstruct(hit.chunk_id)
+        assert np.isclose(np.linalg.norm(vec), 1.0, atol=1e-3)
