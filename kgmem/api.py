@@ -7,6 +7,7 @@ from typing import Any
 
 from .config import Config
 from .errors import NotFoundError
+from .graph.knowledge import KnowledgeGraph
 from .memory.passages import PassageStore
 from .memory.store import Document
 from .pipelines.ingest import IngestReport, Progress, ingest
@@ -23,10 +24,13 @@ class Memory:
     ...     mem.search("who founded it?", k=5)
     """
 
-    def __init__(self, path: str | Path, config: Config | None = None, *, embedder: Any = None):
+    def __init__(
+        self, path: str | Path, config: Config | None = None, *, embedder: Any = None, extractor: Any = None
+    ):
         self.path = Path(path)
         self.passages = PassageStore(self.path, config, embedder=embedder)
         self.config = self.passages.config
+        self.graph = KnowledgeGraph(self.passages.sql, self.config.spacy_model, extractor=extractor)
         self._searcher = Searcher(self.passages)
         if self.passages.needs_reconcile():
             # A previous writer stopped between its SQLite commit and its vector save.
@@ -57,7 +61,8 @@ class Memory:
         """
         if isinstance(items, (str, Path, dict, Document)):
             items = [items]
-        return ingest(self.passages, items, graph=None, options=options, on_progress=on_progress)
+        graph = self.graph if self.config.graph else None
+        return ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
 
     def delete(self, doc_id: str | Iterable[str]) -> int:
         """Delete documents (with their chunks and vectors); returns how many chunks went."""
@@ -66,7 +71,12 @@ class Memory:
         missing = [i for i in ids if i not in known]
         if missing:
             raise NotFoundError(f"no document with id {missing[0]!r}")
-        removed = self.passages.delete(ids)
+        try:
+            removed = self.passages.delete(ids, before=self.graph.forget_documents)
+        except BaseException:
+            self.graph.reset_view()
+            raise
+        self.graph.commit_view()
         self.passages.save_vectors()
         return len(removed)
 
@@ -84,11 +94,12 @@ class Memory:
 
     def stats(self) -> dict[str, Any]:
         counts = self.passages.sql.counts()
+        counts.update(self.graph.counts())
         counts["vectors"] = len(self.passages.vectors)
         counts["embedder"] = self.config.embedder
         counts["path"] = str(self.path)
         return counts
 
     def check(self) -> list[str]:
-        """Problems found between documents, chunks, FTS and vectors; [] when all agree."""
-        return self.passages.check()
+        """Problems found between documents, chunks, FTS, vectors and graph; [] when all agree."""
+        return self.passages.check() + self.graph.check()

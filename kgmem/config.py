@@ -30,7 +30,7 @@ class Config:
 
     # --- ingest
     embed_batch_size: int = 32
-    docs_per_batch: int = 64
+    docs_per_batch: int = 256
     graph: bool = True
     # Save the FAISS file every this many ingest batches, so a crash loses little work.
     checkpoint_batches: int = 20

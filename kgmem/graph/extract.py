@@ -115,7 +115,7 @@ def _entity_parts(doc: Any, start: int, end: int) -> list[tuple[int, int]]:
     for s, e in parts:
         while s < e and (doc[s].lower_ == "the" or doc[s].is_punct):
             s += 1
-        while e > s and doc[e - 1].is_punct:
+        while e > s and (doc[e - 1].is_punct or doc[e - 1].tag_ == "POS"):
             e -= 1
         if e > s:
             out.append((s, e))
@@ -179,6 +179,16 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
     def with_conjuncts(tok: Any) -> list[Any]:
         return [tok, *tok.conjuncts]
 
+    def antecedent(tok: Any) -> Any:
+        # "Hall, who was the first president of …": the relative pronoun stands for Hall.
+        if tok.tag_ in ("WP", "WDT") or tok.lower_ in ("who", "which", "that"):
+            verb = tok.head
+            while verb.dep_ == "conj" and verb.head is not verb:
+                verb = verb.head
+            if verb.dep_ == "relcl":
+                return verb.head
+        return tok
+
     for sent in doc.sents:
         for tok in sent:
             # --- clauses headed by a verb (or an auxiliary acting as copula)
@@ -189,7 +199,7 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
                 lemma = _predicate(tok)
                 for subj in subjects:
                     passive = subj.dep_ == "nsubjpass"
-                    for s in with_conjuncts(subj):
+                    for s in with_conjuncts(antecedent(subj)):
                         sm = mention_of(s)
                         for child in tok.children:
                             if child.dep_ in OBJ_DEPS:
@@ -205,6 +215,20 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
                                 for pobj in (g for g in child.children if g.dep_ == "pobj"):
                                     for o in with_conjuncts(pobj):
                                         relate(sm, mention_of(o), f"{lemma}_{child.lower_}", "prep", sent)
+            # --- "a journal published by Y": a participle modifying its noun
+            if tok.dep_ == "acl" and tok.tag_ == "VBN":
+                head = tok.head
+                if head.dep_ == "attr":
+                    # "X is a play written by Y": the fact is about X, not about "play".
+                    subj = next((c for c in head.head.children if c.dep_ in SUBJ_DEPS), None)
+                    head = antecedent(subj) if subj is not None else head
+                noun = mention_of(head)
+                for child in tok.children:
+                    for pobj in (g for g in child.children if g.dep_ == "pobj"):
+                        if child.dep_ == "agent":
+                            relate(mention_of(pobj), noun, _predicate(tok), "passive", sent)
+                        elif child.dep_ == "prep":
+                            relate(noun, mention_of(pobj), f"{_predicate(tok)}_{child.lower_}", "prep", sent)
             # --- "X, the founder of Y": apposition with a prepositional object
             if tok.dep_ == "appos":
                 head_m = mention_of(tok.head)
@@ -216,6 +240,7 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
             if tok.dep_ == "attr" and tok.head.lemma_ == "be" and tok.pos_ == "NOUN":
                 subj = next((c for c in tok.head.children if c.dep_ in SUBJ_DEPS), None)
                 if subj is not None:
+                    subj = antecedent(subj)
                     for prep in (c for c in tok.children if c.dep_ == "prep"):
                         for pobj in (g for g in prep.children if g.dep_ == "pobj"):
                             relate(mention_of(subj), mention_of(pobj), f"{tok.lemma_.lower()}_{prep.lower_}", "copula", sent)

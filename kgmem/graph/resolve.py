@@ -46,7 +46,7 @@ def initials(key: str) -> str:
 class AliasLink:
     alias_key: str  # the key that is redirected
     target_key: str  # the key it now belongs to
-    kind: str  # "surname" | "acronym"
+    kind: str  # "surname" | "variant" | "acronym"
 
 
 def document_aliases(mentions: Iterable[tuple[str, str, str]]) -> list[AliasLink]:
@@ -79,6 +79,13 @@ def document_aliases(mentions: Iterable[tuple[str, str, str]]) -> list[AliasLink
         if label in ("PERSON", "ORG", "GPE", "NP", "") and key in by_last and len(by_last[key]) == 1:
             links.append(AliasLink(key, by_last[key][0], "surname"))
             taken.add(key)
+    # "G. Stanley Hall" is also met as "Stanley Hall": the name without its initials.
+    for full in people:
+        words = full.split()
+        bare = " ".join(w for w in words if len(w) > 1)
+        if bare != full and len(bare.split()) >= 2 and bare not in people and bare not in taken:
+            links.append(AliasLink(bare, full, "variant"))
+            taken.add(bare)
     # Acronym → expansion whose initials it spells.
     by_initials: dict[str, list[str]] = {}
     for full in orgs:

@@ -95,9 +95,17 @@ class PassageStore:
         """Vectors for (title, chunk text) pairs."""
         return self.embedder.embed([embedding_text(t, x) for t, x in pairs])
 
-    def delete(self, doc_ids: Sequence[str]) -> list[int]:
-        """Remove documents, their chunks, FTS rows and vectors. Returns removed chunk ids."""
+    def delete(
+        self, doc_ids: Sequence[str], before: Callable[[Sequence[str]], None] | None = None
+    ) -> list[int]:
+        """Remove documents, their chunks, FTS rows and vectors. Returns removed chunk ids.
+
+        `before` runs inside the same transaction, ahead of the chunk rows going
+        (the graph layer removes the facts that hang off them there).
+        """
         with self.sql.transaction():
+            if before is not None:
+                before(doc_ids)
             removed = self.sql.delete_documents(doc_ids)
             if removed:
                 self.sql.bump_generation()

@@ -22,11 +22,13 @@ class GraphWriter(Protocol):
 
     def extract(self, texts: list[str]) -> list[Any]: ...
 
-    def write(self, doc_id: str, chunk_ids: list[int], facts: list[Any]) -> None: ...
+    def write(self, doc_id: str, chunks: list[tuple[int, int]], facts: list[Any]) -> None: ...
 
     def forget_documents(self, doc_ids: list[str]) -> None: ...
 
     def commit_view(self) -> None: ...
+
+    def reset_view(self) -> None: ...
 
 
 @dataclass
@@ -118,11 +120,13 @@ def ingest(
                 )
             if n % cfg.checkpoint_batches == 0:
                 passages.save_vectors()
+    except BaseException:
+        if graph is not None:
+            graph.reset_view()  # a batch may have rolled back: rebuild the view on next use
+        raise
     finally:
         # Whatever happened, leave SQLite and FAISS in agreement on disk.
         passages.save_vectors()
-        if graph is not None:
-            graph.commit_view()
         report.seconds = time.perf_counter() - started
     return report
 
@@ -168,10 +172,13 @@ def _ingest_batch(
         for doc, chunks in todo:
             ids = passages.sql.add_document(doc, chunks)
             if graph is not None and facts is not None:
-                graph.write(doc.id, ids, facts[offset : offset + len(ids)])
+                located = [(cid, ch.start) for cid, ch in zip(ids, chunks)]
+                graph.write(doc.id, located, facts[offset : offset + len(ids)])
             offset += len(ids)
             new_ids.extend(ids)
         passages.sql.bump_generation()
+    if graph is not None:
+        graph.commit_view()
     passages.vectors.remove(removed)
     passages.vectors.add(new_ids, vectors)
 

@@ -1,0 +1,192 @@
+"""`KnowledgeGraph`: extraction at ingest, the tables, the networkx view and the questions
+users ask of them (`entity`, `neighbors`, `path`, `export`)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from ..memory.store import SQLiteStore
+from .extract import ChunkFacts, Extractor, load_spacy
+from .resolve import canonical_key
+from .store import GraphStore
+from .view import GraphView
+
+
+@dataclass(frozen=True)
+class Citation:
+    doc_id: str
+    chunk_id: int
+    start: int  # character offsets in the document
+    end: int
+
+
+@dataclass
+class Fact:
+    subject: str
+    predicate: str
+    object: str
+    citations: list[Citation] = field(default_factory=list)
+    kind: str = "svo"
+
+    def __str__(self) -> str:
+        return f"{self.subject} —{self.predicate}→ {self.object}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject, "predicate": self.predicate, "object": self.object, "kind": self.kind,
+            "citations": [c.__dict__ for c in self.citations],
+        }
+
+
+@dataclass
+class Entity:
+    name: str
+    label: str
+    key: str
+    aliases: list[str]
+    mentions: list[Citation]
+
+
+class KnowledgeGraph:
+    def __init__(self, sql: SQLiteStore, spacy_model: str, extractor: Extractor | None = None):
+        self.sql = sql
+        self.store = GraphStore(sql)
+        self.view = GraphView(sql.conn)
+        self.spacy_model = spacy_model
+        self._extractor = extractor
+
+    # ------------------------------------------------------------------ ingest side
+    @property
+    def extractor(self) -> Extractor:
+        if self._extractor is None:
+            self._extractor = Extractor(load_spacy(self.spacy_model))
+        return self._extractor
+
+    def extract(self, texts: list[str]) -> list[ChunkFacts]:
+        return self.extractor.extract(texts)
+
+    def write(self, doc_id: str, chunks: Sequence[tuple[int, int]], facts: Sequence[ChunkFacts]) -> None:
+        self.store.write(doc_id, chunks, facts)
+
+    def forget_documents(self, doc_ids: list[str]) -> None:
+        self.store.forget_documents(doc_ids)
+
+    def commit_view(self) -> None:
+        self.view.apply(self.store.take_pending())
+
+    def reset_view(self) -> None:
+        self.store.take_pending()
+        self.view.invalidate()
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def nx(self) -> nx.MultiDiGraph:
+        """The whole graph as a networkx MultiDiGraph (nodes: entity keys)."""
+        return self.view.graph()
+
+    def resolve(self, name: str) -> int | None:
+        key = canonical_key(name)
+        return self.store.lookup([key]).get(key)
+
+    def entity(self, name: str, max_mentions: int = 50) -> Entity | None:
+        eid = self.resolve(name)
+        if eid is None:
+            return None
+        conn = self.sql.conn
+        key, ename, label = conn.execute("SELECT key, name, label FROM entities WHERE id = ?", (eid,)).fetchone()
+        aliases = sorted(
+            {r[0] for r in conn.execute("SELECT alias_key FROM aliases WHERE entity_id = ?", (eid,))}
+            | {r[0] for r in conn.execute("SELECT DISTINCT text FROM mentions WHERE entity_id = ?", (eid,))} - {ename}
+        )
+        mentions = [
+            Citation(*r) for r in conn.execute(
+                "SELECT c.doc_id, m.chunk_id, m.start, m.end FROM mentions m JOIN chunks c ON c.id = m.chunk_id "
+                "WHERE m.entity_id = ? ORDER BY m.id LIMIT ?", (eid, max_mentions),
+            )
+        ]
+        return Entity(name=ename, label=label, key=key, aliases=aliases, mentions=mentions)
+
+    def facts(self, relation_ids: Sequence[int]) -> list[Fact]:
+        """Relations grouped by (subject, predicate, object), each with every citation."""
+        grouped: dict[tuple[str, str, str], Fact] = {}
+        ids = list(relation_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self.sql.conn.execute(
+                "SELECT s.name, r.predicate, o.name, r.kind, c.doc_id, r.chunk_id, r.start, r.end "
+                "FROM relations r JOIN entities s ON s.id = r.source_id JOIN entities o ON o.id = r.target_id "
+                f"JOIN chunks c ON c.id = r.chunk_id WHERE r.id IN ({','.join('?' * len(part))})", part,
+            )
+            for sname, pred, oname, kind, doc_id, chunk_id, start, end in rows:
+                fact = grouped.setdefault((sname, pred, oname), Fact(sname, pred, oname, kind=kind))
+                fact.citations.append(Citation(doc_id, chunk_id, start, end))
+        # Parsed relations before bare co-occurrence, the best supported first.
+        return sorted(grouped.values(), key=lambda f: (f.kind == "cooc", -len(f.citations), f.subject, f.object))
+
+    def neighbors(self, name: str, hops: int = 1, limit: int = 100) -> list[Fact]:
+        """Facts around an entity, up to `hops` steps away (either direction)."""
+        eid = self.resolve(name)
+        if eid is None:
+            return []
+        g = self.nx
+        start = self.view.key_of(eid)
+        if start is None or start not in g:
+            return []
+        frontier, seen = {start}, {start}
+        rel_ids: list[int] = []
+        for _ in range(max(1, hops)):
+            nxt: set[str] = set()
+            for node in frontier:
+                for u, v, rid in list(g.out_edges(node, keys=True)) + list(g.in_edges(node, keys=True)):
+                    rel_ids.append(rid)
+                    other = v if u == node else u
+                    if other not in seen:
+                        seen.add(other)
+                        nxt.add(other)
+            frontier = nxt
+        return self.facts(list(dict.fromkeys(rel_ids)))[:limit]
+
+    def path(self, a: str, b: str) -> list[Fact]:
+        """A shortest chain of facts linking two entities (ignoring direction); [] if none."""
+        ea, eb = self.resolve(a), self.resolve(b)
+        if ea is None or eb is None:
+            return []
+        ka, kb = self.view.key_of(ea), self.view.key_of(eb)
+        g = self.nx
+        try:
+            nodes = nx.shortest_path(g.to_undirected(as_view=True), ka, kb)
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return []
+        chain: list[Fact] = []
+        for u, v in zip(nodes, nodes[1:]):
+            edges = [(rid, d) for rid, d in g.get_edge_data(u, v, default={}).items()]
+            edges += [(rid, d) for rid, d in g.get_edge_data(v, u, default={}).items()]
+            # Prefer a parsed relation over a co-occurrence for each step.
+            edges.sort(key=lambda e: e[1]["kind"] == "cooc")
+            chain.extend(self.facts([edges[0][0]])[:1])
+        return chain
+
+    def export(self, path: str | Path, format: str | None = None, max_nodes: int = 400) -> Path:
+        from .export import export_graph
+
+        return export_graph(self.nx, Path(path), format, max_nodes=max_nodes)
+
+    def counts(self) -> dict[str, int]:
+        return self.store.counts()
+
+    def check(self) -> list[str]:
+        problems = self.store.check()
+        if self.view.built:
+            g = self.view.graph()
+            n_rel = int(self.sql.conn.execute("SELECT count(*) FROM relations").fetchone()[0])
+            n_ent = int(self.sql.conn.execute("SELECT count(*) FROM entities").fetchone()[0])
+            if g.number_of_edges() != n_rel or g.number_of_nodes() != n_ent:
+                problems.append(
+                    f"graph view out of date: {g.number_of_nodes()} nodes / {g.number_of_edges()} edges "
+                    f"in memory, {n_ent} / {n_rel} in the tables"
+                )
+        return problems

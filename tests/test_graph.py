@@ -1,0 +1,165 @@
+"""The knowledge graph: spaCy extraction at ingest, resolution, exact deletes, the view, export."""
+from __future__ import annotations
+
+import json
+import random
+
+import networkx as nx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kgmem import Memory
+from kgmem.graph.resolve import canonical_key, document_aliases
+
+
+def test_canonical_keys():
+    assert canonical_key("The Beatles'") == canonical_key("the beatles") == "beatles"
+    assert canonical_key("G. Stanley Hall's") == "g stanley hall"
+    assert canonical_key("  São   Paulo ") == "sao paulo"
+    assert canonical_key("A") == "a"  # a lone article is a word, not nothing
+
+
+def test_document_aliases_surnames_and_acronyms():
+    links = document_aliases([
+        ("g stanley hall", "G. Stanley Hall", "PERSON"),
+        ("hall", "Hall", "PERSON"),
+        ("world health organization", "World Health Organization", "ORG"),
+        ("who", "WHO", "ORG"),
+        ("smith", "Smith", "PERSON"),  # two full names end in smith: ambiguous, left alone
+        ("john smith", "John Smith", "PERSON"),
+        ("jane smith", "Jane Smith", "PERSON"),
+    ])
+    got = {(l.alias_key, l.target_key, l.kind) for l in links}
+    assert got == {
+        ("hall", "g stanley hall", "surname"),
+        ("stanley hall", "g stanley hall", "variant"),
+        ("who", "world health organization", "acronym"),
+    }
+
+
+def test_extraction_reads_relations_off_the_parse(extractor):
+    text = (
+        "The Journal of Psychotherapy Integration is a peer-reviewed journal published by the "
+        "American Psychological Association. G. Stanley Hall, the founder of the American Journal of "
+        "Psychology, was born in Ashfield. Hall, who was the first president of the American "
+        "Psychological Association, died in 1924. Paris is the capital of France."
+    )
+    (facts,) = extractor.extract([text])
+    rels = {(facts.mentions[r.source].text, r.predicate, facts.mentions[r.target].text) for r in facts.relations}
+    assert ("American Psychological Association", "published", "Journal of Psychotherapy Integration") in rels
+    assert ("G. Stanley Hall", "founder_of", "American Journal of Psychology") in rels
+    assert ("G. Stanley Hall", "born_in", "Ashfield") in rels
+    assert ("Hall", "president_of", "American Psychological Association") in rels
+    assert ("Paris", "capital_of", "France") in rels
+    for m in facts.mentions:
+        assert text[m.start : m.end] == m.text
+
+
+def test_graph_is_built_at_ingest_and_answers_queries(wiki_memory):
+    g = wiki_memory.graph
+    stats = wiki_memory.stats()
+    assert stats["entities"] > 1000 and stats["relations"] > 500 and stats["aliases"] > 10
+    hall = g.entity("Stanley Hall")  # resolves through the surname alias too
+    assert hall is not None and hall.label == "PERSON" and "Hall" in hall.aliases
+    for c in hall.mentions:
+        assert wiki_memory.get(c.doc_id).text[c.start : c.end] in ("G. Stanley Hall", "Hall", "Stanley Hall")
+    facts = g.neighbors("American Psychological Association")
+    assert any(f.predicate == "president_of" and f.subject == "G. Stanley Hall" for f in facts)
+    chain = g.path("Journal of Psychotherapy Integration", "G. Stanley Hall")
+    assert 1 <= len(chain) <= 3
+    names = {chain[0].subject, chain[0].object, chain[-1].subject, chain[-1].object}
+    assert {"Journal of Psychotherapy Integration", "G. Stanley Hall"} <= names
+    # every citation points at the sentence the fact came from
+    for f in facts:
+        for c in f.citations:
+            span = wiki_memory.get(c.doc_id).text[c.start : c.end]
+            assert f.subject.split()[-1].lower() in span.lower() or f.object.split()[-1].lower() in span.lower()
+    assert g.entity("no such entity anywhere") is None
+    assert g.neighbors("no such entity anywhere") == [] and g.path("Paris", "no such entity") == []
+
+
+def _view_matches_tables(mem: Memory) -> None:
+    live = mem.graph.nx
+    edges = {(u, v, k) for u, v, k in live.edges(keys=True)}
+    nodes = dict(live.nodes(data="mentions"))
+    mem.graph.view.invalidate()
+    fresh = mem.graph.nx
+    assert edges == {(u, v, k) for u, v, k in fresh.edges(keys=True)}
+    assert nodes == dict(fresh.nodes(data="mentions"))
+
+
+def test_deleting_half_the_documents_leaves_an_exact_graph(tmp_path, embedder, extractor, wiki_records):
+    with Memory(tmp_path / "s", embedder=embedder, extractor=extractor) as mem:
+        mem.ingest(wiki_records[:80])
+        _ = mem.graph.nx  # build the view so that deletes must update it incrementally
+        ids = [r["id"] for r in wiki_records[:80]]
+        random.Random(7).shuffle(ids)
+        for doc_id in ids[:40]:
+            mem.delete(doc_id)
+        assert mem.check() == []
+        conn = mem.passages.sql.conn
+        assert conn.execute("SELECT count(*) FROM mentions m JOIN chunks c ON c.id = m.chunk_id "
+                            "WHERE c.doc_id IN (%s)" % ",".join("?" * 40), ids[:40]).fetchone()[0] == 0
+        live_chunks = set(mem.passages.sql.chunk_ids())
+        assert all(d["chunk_id"] in live_chunks for _, _, d in mem.graph.nx.edges(data=True))
+        _view_matches_tables(mem)
+
+
+def test_alias_merge_can_be_undone(memory):
+    memory.ingest([{"id": "d1", "title": "Bio", "text": "Grace Hopper was born in New York. Hopper worked for the Navy."}])
+    merged = memory.graph.entity("Grace Hopper")
+    assert merged is not None and "Hopper" in merged.aliases
+    assert memory.graph.store.undo_alias("hopper", "d1")
+    assert memory.check() == []
+    own = memory.graph.entity("Hopper")
+    assert own is not None and own.key == "hopper"
+    assert memory.graph.entity("Grace Hopper").key == "grace hopper"
+    _view_matches_tables(memory)
+
+
+def test_export_formats(wiki_memory, tmp_path):
+    g = wiki_memory.graph
+    back = nx.read_graphml(g.export(tmp_path / "g.graphml"))
+    assert back.number_of_nodes() == g.nx.number_of_nodes()
+    assert back.number_of_edges() == g.nx.number_of_edges()
+    assert nx.read_gexf(g.export(tmp_path / "g.gexf")).number_of_nodes() == g.nx.number_of_nodes()
+    page = g.export(tmp_path / "g.html", max_nodes=150).read_text()
+    data = json.loads(page.split('<script id="graph-data" type="application/json">')[1].split("</script>")[0])
+    assert len(data["nodes"]) == 150 and data["edges"]
+    busiest = max(g.nx.degree(), key=lambda kv: kv[1])[0]
+    assert g.nx.nodes[busiest]["name"] in {n["name"] for n in data["nodes"]}
+    # self-contained: nothing is fetched from elsewhere
+    assert " src=" not in page and " href=" not in page and "@import" not in page
+    with pytest.raises(ValueError, match="unknown export format"):
+        g.export(tmp_path / "g.xyz")
+
+
+TEXTS = [
+    "Ada Lovelace worked with Charles Babbage in London.",
+    "Charles Babbage designed the Analytical Engine. Babbage lived in London.",
+    "The World Health Organization (WHO) is based in Geneva.",
+    "Geneva is a city in Switzerland. Marie Curie visited Geneva.",
+    "Marie Curie was born in Warsaw. Curie won the Nobel Prize.",
+]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["put", "delete"]), st.integers(0, 5), st.integers(0, 4)), min_size=1, max_size=12))
+def test_random_ingest_replace_delete_sequences_keep_the_store_consistent(tmp_path_factory, embedder, extractor, ops):
+    with Memory(tmp_path_factory.mktemp("prop") / "s", embedder=embedder, extractor=extractor) as mem:
+        _ = mem.graph.nx
+        present: dict[str, str] = {}
+        for op, doc, text in ops:
+            doc_id = f"d{doc}"
+            if op == "put":
+                body = TEXTS[text] + (f" Version {text}." if doc % 2 else "")
+                mem.ingest([{"id": doc_id, "title": f"T{doc}", "text": body}])
+                present[doc_id] = body
+            elif doc_id in present:
+                mem.delete(doc_id)
+                del present[doc_id]
+        assert mem.check() == []
+        assert sorted(mem.passages.sql.document_ids()) == sorted(present)
+        assert {mem.get(d).text for d in present} == set(present.values())
+        _view_matches_tables(mem)
