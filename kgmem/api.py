@@ -11,6 +11,9 @@ from .graph.knowledge import KnowledgeGraph
 from .memory.passages import PassageStore
 from .memory.store import Document
 from .pipelines.ingest import IngestReport, Progress, ingest
+from .pipelines.llm import Backend, make_backend
+from .pipelines.query import Answer, OnToken
+from .pipelines.query import ask as ask_pipeline
 from .pipelines.readers import ReaderOptions
 from .retrieval.search import Searcher
 from .retrieval.types import Hit
@@ -31,7 +34,8 @@ class Memory:
         self.passages = PassageStore(self.path, config, embedder=embedder)
         self.config = self.passages.config
         self.graph = KnowledgeGraph(self.passages.sql, self.config.spacy_model, extractor=extractor)
-        self._searcher = Searcher(self.passages)
+        self._searcher = Searcher(self.passages, self.graph)
+        self._backends: dict[str, Backend] = {}
         if self.passages.needs_reconcile():
             # A previous writer stopped between its SQLite commit and its vector save.
             self.passages.reconcile()
@@ -81,8 +85,42 @@ class Memory:
         return len(removed)
 
     # ------------------------------------------------------------------ reading
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: str = "auto") -> list[Hit]:
+        """Rank passages: "auto" (dense + lexical + graph fused; the default), "dense",
+        "lexical", "hybrid" (dense + lexical) or "graph" (personalised PageRank)."""
         return self._searcher.search(query, k=k, mode=mode)
+
+    def backend(self, llm: str | Backend | None = None) -> Backend:
+        """The answering backend: a spec ('extractive', 'local[:MODEL]', 'openai[:MODEL]') or an object."""
+        if llm is not None and not isinstance(llm, str):
+            return llm
+        spec = llm or self.config.llm
+        if spec not in self._backends:
+            emb = self.passages.embedder
+            self._backends[spec] = make_backend(
+                spec, embed=emb.embed, count_tokens=lambda t: len(emb.token_offsets([t])[0]),
+                context_window=self.config.context_window, threads=self.config.threads,
+            )
+        return self._backends[spec]
+
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        budget: int | None = None,
+        llm: str | Backend | None = None,
+        *,
+        mode: str = "auto",
+        on_token: OnToken | None = None,
+    ) -> Answer:
+        """Answer from memory: retrieve passages and graph facts, pack them into the
+        model's window (or `budget` tokens), generate, and resolve the [n] citations."""
+        backend = self.backend(llm)
+        return ask_pipeline(
+            self._searcher, self.graph, backend, question,
+            k=k or self.config.search_k, mode=mode, window=budget,
+            answer_tokens=self.config.answer_tokens, on_token=on_token,
+        )
 
     def search_modes(self) -> list[str]:
         from .retrieval.search import MODES

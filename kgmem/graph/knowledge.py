@@ -72,6 +72,9 @@ class KnowledgeGraph:
     def write(self, doc_id: str, chunks: Sequence[tuple[int, int]], facts: Sequence[ChunkFacts]) -> None:
         self.store.write(doc_id, chunks, facts)
 
+    def missing(self, doc_ids: list[str]) -> list[str]:
+        return self.store.missing(doc_ids)
+
     def forget_documents(self, doc_ids: list[str]) -> None:
         self.store.forget_documents(doc_ids)
 

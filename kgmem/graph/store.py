@@ -64,6 +64,19 @@ GRAPH_MIGRATIONS = [
         CREATE INDEX aliases_entity ON aliases(entity_id);
         """,
     ),
+    Migration(
+        "graph",
+        "0002_graph_documents",
+        """
+        -- Documents whose facts are in the graph: a store filled with the graph off
+        -- (or by an older kgmem) gets the rest extracted on the next ingest.
+        CREATE TABLE graph_documents (
+            doc_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE
+        );
+        INSERT INTO graph_documents(doc_id)
+            SELECT DISTINCT c.doc_id FROM mentions m JOIN chunks c ON c.id = m.chunk_id;
+        """,
+    ),
 ]
 
 
@@ -117,6 +130,7 @@ class GraphStore:
 
         The caller holds the transaction.
         """
+        self.conn.execute("INSERT OR IGNORE INTO graph_documents(doc_id) VALUES (?)", (doc_id,))
         links = document_aliases(
             (m.key, m.text, m.label) for f in facts for m in f.mentions
         )
@@ -171,6 +185,7 @@ class GraphStore:
                 self.conn.execute(f"DELETE FROM relations WHERE chunk_id IN ({chunk_sql})", (doc_id,))
                 self.conn.execute(f"DELETE FROM mentions WHERE chunk_id IN ({chunk_sql})", (doc_id,))
                 self.conn.execute("DELETE FROM aliases WHERE doc_id = ?", (doc_id,))
+                self.conn.execute("DELETE FROM graph_documents WHERE doc_id = ?", (doc_id,))
                 self.pending.touched.update(touched)
                 self._prune(touched)
 
@@ -220,6 +235,17 @@ class GraphStore:
         return True
 
     # ------------------------------------------------------------------ reading
+    def missing(self, doc_ids: Sequence[str]) -> list[str]:
+        """Those of the documents whose facts are not in the graph yet."""
+        done: set[str] = set()
+        ids = list(doc_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            done.update(r[0] for r in self.conn.execute(
+                f"SELECT doc_id FROM graph_documents WHERE doc_id IN ({','.join('?' * len(part))})", part
+            ))
+        return [d for d in ids if d not in done]
+
     def lookup(self, keys: Sequence[str]) -> dict[str, int]:
         """Entity ids for canonical keys, directly or through an alias."""
         out: dict[str, int] = {}

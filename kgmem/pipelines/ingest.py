@@ -26,6 +26,8 @@ class GraphWriter(Protocol):
 
     def forget_documents(self, doc_ids: list[str]) -> None: ...
 
+    def missing(self, doc_ids: list[str]) -> list[str]: ...
+
     def commit_view(self) -> None: ...
 
     def reset_view(self) -> None: ...
@@ -143,9 +145,11 @@ def _ingest_batch(
     known = passages.sql.document_hashes(list(unique))
     todo: list[tuple[Document, list[NewChunk]]] = []
     replacing: list[str] = []
+    unchanged: list[str] = []
     for doc in unique.values():
         if known.get(doc.id) == doc.hash:
             report.unchanged += 1
+            unchanged.append(doc.id)
             continue
         if not doc.text.strip():
             report.failed.append((doc.source or doc.id, "no text to index (empty document)"))
@@ -153,6 +157,8 @@ def _ingest_batch(
         if doc.id in known:
             replacing.append(doc.id)
         todo.append((doc, passages.chunk(doc)))
+    if graph is not None and unchanged:
+        _backfill_graph(passages, graph, graph.missing(unchanged))
     if not todo:
         return
 
@@ -186,3 +192,18 @@ def _ingest_batch(
     report.added += len(todo) - len(replacing)
     report.chunks += len(new_ids)
     report.words += sum(len(doc.text.split()) for doc, _ in todo)
+
+
+def _backfill_graph(passages: PassageStore, graph: GraphWriter, doc_ids: list[str]) -> None:
+    """Extract facts for stored documents that have none (stored with the graph off)."""
+    if not doc_ids:
+        return
+    stored = {d: passages.sql.chunks_of(d) for d in doc_ids}
+    facts = graph.extract([c.text for d in doc_ids for c in stored[d]])
+    offset = 0
+    with passages.sql.transaction():
+        for d in doc_ids:
+            chunks = stored[d]
+            graph.write(d, [(c.id, c.start) for c in chunks], facts[offset : offset + len(chunks)])
+            offset += len(chunks)
+    graph.commit_view()

@@ -3,16 +3,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..graph.knowledge import KnowledgeGraph
 from ..memory.passages import PassageStore
 from .fusion import ranks_of, reciprocal_rank_fusion
+from .graph import GraphRetriever, LinkedEntity
 from .types import Hit
 
-MODES = ("dense", "lexical", "hybrid")
+MODES = ("auto", "dense", "lexical", "hybrid", "graph")
+# Weights of each retriever in the default ("auto") fusion; see README "Quality".
+AUTO_WEIGHTS = {"dense": 1.0, "lexical": 0.5, "graph": 1.0}
 
 
 class Searcher:
-    def __init__(self, passages: PassageStore):
+    def __init__(self, passages: PassageStore, graph: KnowledgeGraph | None = None):
         self.passages = passages
+        self.graph = GraphRetriever(passages.sql, graph) if graph is not None else None
+        self.weights = dict(AUTO_WEIGHTS)
+        self.last_linked: list[LinkedEntity] = []
 
     def candidate_depth(self, k: int) -> int:
         # Fusion needs more than k from each retriever: an item ranked 30th by both
@@ -25,17 +32,27 @@ class Searcher:
             out["dense"] = self.passages.dense_search([query], k)[0]
         if "lexical" in modes:
             out["lexical"] = self.passages.lexical_search(query, k)
+        if "graph" in modes:
+            if self.graph is None:
+                raise ValueError("graph search needs the knowledge graph")
+            dense = out.get("dense") or self.passages.dense_search([query], self.graph.settings.dense_seeds)[0]
+            ranking = self.graph.rank(query, k, dense=dense)
+            self.last_linked = ranking.linked
+            out["graph"] = ranking.chunks
         return out
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: str = "auto") -> list[Hit]:
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if not query.strip():
             return []
-        if mode == "hybrid":
-            depth = self.candidate_depth(k)
-            rankings = self.rankings(query, depth, ("dense", "lexical"))
-            fused = reciprocal_rank_fusion(rankings, k=self.passages.config.rrf_k)[:k]
+        if mode == "auto" and self.graph is None:
+            mode = "hybrid"
+        if mode in ("hybrid", "auto"):
+            parts = ("dense", "lexical") if mode == "hybrid" else tuple(self.weights)
+            rankings = self.rankings(query, self.candidate_depth(k), parts)
+            weights = None if mode == "hybrid" else self.weights
+            fused = reciprocal_rank_fusion(rankings, weights, k=self.passages.config.rrf_k)[:k]
         else:
             rankings = self.rankings(query, k, (mode,))
             fused = rankings[mode][:k]

@@ -1,0 +1,128 @@
+"""Ingest speed next to its references, all in one run on the same text.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--docs 800] [--dataset DIR]
+
+Measures, on the first N passages of the shared MuSiQue corpus:
+- end-to-end `Memory.ingest` words/s with the graph off and on (fresh stores);
+- the embedder alone (sentence-transformers encode of the very same chunk texts);
+- spaCy alone (the same trimmed pipeline over the same chunk texts), and what each
+  spaCy component costs;
+- peak RSS of the process.
+Models are loaded before timing starts. Writes benchmarks/results/ingest.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kgmem import Config, Memory  # noqa: E402
+from kgmem.graph.extract import Extractor  # noqa: E402
+from kgmem.memory.embedder import SentenceTransformerEmbedder  # noqa: E402
+from kgmem.memory.passages import embedding_text  # noqa: E402
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=800)
+    ap.add_argument("--dataset", default=str(ROOT.parent / "shared" / "bench" / "musique"))
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each measurement; the fastest counts")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ingest.json"))
+    args = ap.parse_args()
+
+    records = [json.loads(line) for line in open(Path(args.dataset) / "corpus.jsonl", encoding="utf-8")][: args.docs]
+    words = sum(len(r["text"].split()) for r in records)
+    cfg = Config()
+    embedder = SentenceTransformerEmbedder(cfg.embedder, batch_size=cfg.embed_batch_size, threads=cfg.threads)
+    extractor = Extractor.from_name(cfg.spacy_model)
+    embedder.embed(["warm up"])
+    extractor.extract(["Warm up the parser."])
+
+    results: dict = {"docs": len(records), "words": words, "threads": cfg.threads}
+
+    def timed_ingest(graph: bool) -> tuple[float, Memory]:
+        mem = Memory(tempfile.mkdtemp(prefix="kgmem-bench-"), cfg.replace(graph=graph), embedder=embedder, extractor=extractor)
+        t0 = time.perf_counter()
+        report = mem.ingest(records)
+        seconds = time.perf_counter() - t0
+        assert report.added == len(records), report.failed[:3]
+        return seconds, mem
+
+    def fastest(fn) -> float:
+        # Timings on a shared 2-core machine wander by ±15%: keep the best of a few runs.
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    t_off, mem = timed_ingest(graph=False)
+    chunks = [c for batch in mem.passages.sql.iter_chunks(mem.passages.sql.chunk_ids()) for c in batch]
+    texts = [embedding_text(c.title, c.text) for c in chunks]
+    chunk_texts = [c.text for c in chunks]
+    mem.close()
+    t_on, mem_on = timed_ingest(graph=True)
+    graph_counts = mem_on.graph.counts()
+    mem_on.close()
+    for _ in range(args.repeat - 1):
+        t_off = min(t_off, timed_ingest(graph=False)[0])
+        t_on = min(t_on, timed_ingest(graph=True)[0])
+
+    t_embed = fastest(lambda: embedder.embed(texts))
+    # spaCy alone: the pipeline as extraction runs it, over the same chunk texts.
+    nlp = extractor.nlp
+    t_spacy = fastest(lambda: list(nlp.pipe(chunk_texts, batch_size=extractor.batch_size)))
+    t_spacy_extract = fastest(lambda: extractor.extract(chunk_texts))
+    # What each component costs, in pipeline order (one pass).
+    docs = [nlp.make_doc(t) for t in chunk_texts]
+    components = {}
+    for name, proc in nlp.pipeline:
+        t0 = time.perf_counter()
+        docs = list(proc.pipe(docs, batch_size=extractor.batch_size))
+        components[name] = round(time.perf_counter() - t0, 2)
+
+    results.update(
+        chunks=len(chunks),
+        seconds={
+            "ingest_graph_off": round(t_off, 2),
+            "ingest_graph_on": round(t_on, 2),
+            "embed_alone": round(t_embed, 2),
+            "spacy_alone": round(t_spacy, 2),
+            "spacy_plus_extraction": round(t_spacy_extract, 2),
+        },
+        words_per_second={
+            "ingest_graph_off": round(words / t_off),
+            "ingest_graph_on": round(words / t_on),
+            "embed_alone": round(words / t_embed),
+            "spacy_alone": round(words / t_spacy),
+        },
+        ratios={
+            "ingest_graph_off / embed_alone": round(t_off / t_embed, 3),
+            "ingest_graph_on / (embed_alone + spacy_alone)": round(t_on / (t_embed + t_spacy), 3),
+            "graph_cost / spacy_alone": round((t_on - t_off) / t_spacy, 3),
+        },
+        spacy_components_seconds=components,
+        repeat=args.repeat,
+        graph=graph_counts,
+        peak_rss_mib=round(peak_rss_mib()),
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
