@@ -12,7 +12,7 @@ from .memory.passages import PassageStore
 from .memory.store import Document
 from .pipelines.ingest import IngestReport, Progress, ingest
 from .pipelines.llm import Backend, make_backend
-from .pipelines.query import Answer, OnToken
+from .pipelines.query import Answer, OnToken, Prepared, prepare
 from .pipelines.query import ask as ask_pipeline
 from .pipelines.readers import ReaderOptions
 from .retrieval.search import Searcher
@@ -49,6 +49,20 @@ class Memory:
 
     def close(self) -> None:
         self.passages.close()
+
+    def configure(self, **changes: Any) -> Config:
+        """Change settings that do not decide what is in the store (threads, graph, answering)."""
+        from .config import STRUCTURAL
+
+        fixed = sorted(set(changes) & set(STRUCTURAL))
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change on an existing store")
+        self.config = self.passages.config = self.config.replace(**changes)
+        if "threads" in changes and self.passages._embedder is not None:
+            import torch
+
+            torch.set_num_threads(self.config.threads)
+        return self.config
 
     # ------------------------------------------------------------------ writing
     def ingest(
@@ -121,6 +135,34 @@ class Memory:
             k=k or self.config.search_k, mode=mode, window=budget,
             answer_tokens=self.config.answer_tokens, on_token=on_token,
         )
+
+    def context(
+        self, question: str, k: int | None = None, budget: int | None = None, llm: str | Backend | None = None,
+        *, mode: str = "auto",
+    ) -> Prepared:
+        """Retrieve and pack for `question` without calling the LLM (hits, linked entities,
+        the packed prompt with its report, timings)."""
+        return prepare(
+            self._searcher, self.graph, self.backend(llm), question,
+            k=k or self.config.search_k, mode=mode, window=budget, answer_tokens=self.config.answer_tokens,
+        )
+
+    def explain(self, answer: Answer, n: int) -> dict[str, Any]:
+        """Why source [n] of an answer was chosen: each retriever's rank for it, and the
+        question's entities that lead to it, directly or through a fact."""
+        src = answer.context.source(n) if answer.context else None
+        if src is None:
+            raise NotFoundError(f"the last answer has no source [{n}]")
+        hit = next((h for h in answer.passages if h.chunk_id == src.chunk_id), None)
+        direct, facts = self.graph.connections([e.entity_id for e in answer.entities], src.chunk_id)
+        return {
+            "n": n, "doc_id": src.doc_id, "chunk_id": src.chunk_id, "title": src.title,
+            "ranks": hit.ranks if hit else {},
+            "via_fact_only": not src.packed,
+            "question_entities": [e.surface for e in answer.entities],
+            "mentions": direct,
+            "facts": facts,
+        }
 
     def search_modes(self) -> list[str]:
         from .retrieval.search import MODES

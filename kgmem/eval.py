@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +112,48 @@ def evaluate_modes(
     return results
 
 
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = re.sub(r"\[\d+\]", " ", text.lower())  # citation markers are not part of the answer
+    return " ".join(_ARTICLES.sub(" ", _PUNCT.sub(" ", text)).split())
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(a) for a in answers))
+
+
+def token_f1(prediction: str, answers: Sequence[str]) -> float:
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for answer in answers:
+        gold = normalize_answer(answer).split()
+        common = sum(min(pred.count(w), gold.count(w)) for w in set(pred) & set(gold))
+        if common:
+            p, r = common / len(pred), common / len(gold)
+            best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+def answer_scores(ask: Callable[[str], Any], questions: list[dict[str, Any]]) -> dict[str, Any]:
+    """EM and F1 (percent) of `ask(question).text` against each question's answers."""
+    em = f1 = 0.0
+    records = []
+    t0 = time.perf_counter()
+    for q in questions:
+        text = ask(q["question"]).text
+        e, f = exact_match(text, q["answers"]), token_f1(text, q["answers"])
+        em, f1 = em + e, f1 + f
+        records.append({"id": q["id"], "answer": text, "gold": q["answers"], "em": e, "f1": round(f, 3)})
+    n = max(len(questions), 1)
+    return {"EM": round(100 * em / n, 2), "F1": round(100 * f1 / n, 2),
+            "seconds": round(time.perf_counter() - t0, 1), "questions": records}
+
+
 def format_table(results: Sequence[ModeResult], baseline: str = "reference-dense") -> str:
     base = next((r for r in results if r.mode == baseline), None)
     lines = [f"{'mode':<18} {'R@2':>6} {'R@5':>6} {'R@10':>6}   {'ΔR@5':>6}  {'ms/q':>7}"]
@@ -143,6 +186,7 @@ def run_eval(
     limit: int | None = None,
     reference: bool = True,
     on_progress: Callable[[Any], None] | None = None,
+    llm: str | None = None,
 ) -> tuple[list[ModeResult], dict[str, Any]]:
     """Ingest the dataset's corpus into `memory` (a Memory), then score each mode."""
     dataset = load_dataset(dataset_dir, limit)
@@ -161,4 +205,7 @@ def run_eval(
     if reference:
         results.append(dense_reference(dataset, memory.passages.embedder.embed))
     results.extend(evaluate_modes(memory.search, dataset, modes or memory.search_modes()))
+    if llm:
+        info["answers"] = answer_scores(lambda q: memory.ask(q, llm=llm), dataset.questions)
+        info["answers"]["llm"] = llm
     return results, info

@@ -20,6 +20,7 @@ ENTITY_LABELS = {
     "PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE", "DATE",
 }
 NOUN_PHRASE = "NP"
+PLACES = {"GPE", "LOC", "FAC"}
 SUBJ_DEPS = {"nsubj", "nsubjpass", "csubj"}
 OBJ_DEPS = {"dobj", "attr", "oprd", "dative", "obj"}
 # Pipes extraction needs. The packaged attribute_ruler (a Matcher over 179 patterns,
@@ -300,8 +301,15 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
                             relate(noun, mention_of(pobj), f"{_predicate(tok)}_{child.lower_}", "prep", sent)
             # --- "X, the founder of Y": apposition with a prepositional object
             if tok.dep_ == "appos":
-                head_m = mention_of(tok.head)
-                relate(head_m, mention_of(tok), "be", "appos", sent)
+                head_m, app_m = mention_of(tok.head), mention_of(tok)
+                if head_m is not None and app_m is not None:
+                    head_label, app_label = facts.mentions[head_m].label, facts.mentions[app_m].label
+                    bracketed = tok.left_edge.i > 0 and doc[tok.left_edge.i - 1].text == "("
+                    if head_label in PLACES and app_label in PLACES and not bracketed:
+                        # "Branson, Missouri": a place and the larger place it lies in.
+                        relate(head_m, app_m, "located_in", "appos", sent)
+                    elif app_label != "DATE":  # "Hyman (October 11, 1926 – …)" is a lifespan, not an identity
+                        relate(head_m, app_m, "be", "appos", sent)
                 for prep in (c for c in tok.children if c.dep_ == "prep" and tok.pos_ == "NOUN"):
                     for pobj in (g for g in prep.children if g.dep_ == "pobj"):
                         relate(head_m, mention_of(pobj), f"{_lemma(tok)}_{prep.lower_}", "appos", sent)
@@ -324,3 +332,13 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
                 if facts.mentions[a].key != facts.mentions[b].key:
                     facts.relations.append(Relation(a, b, "co_occurs", "cooc", sent.start_char, sent.end_char))
     return facts
+
+
+_LOADED: dict[str, Extractor] = {}
+
+
+def shared_extractor(name: str) -> Extractor:
+    """One loaded spaCy pipeline per process and name."""
+    if name not in _LOADED:
+        _LOADED[name] = Extractor(load_spacy(name))
+    return _LOADED[name]

@@ -10,7 +10,7 @@ from typing import Any
 import networkx as nx
 
 from ..memory.store import SQLiteStore
-from .extract import ChunkFacts, Extractor, load_spacy
+from .extract import ChunkFacts, Extractor, shared_extractor
 from .resolve import canonical_key
 from .store import GraphStore
 from .view import GraphView
@@ -63,7 +63,7 @@ class KnowledgeGraph:
     @property
     def extractor(self) -> Extractor:
         if self._extractor is None:
-            self._extractor = Extractor(load_spacy(self.spacy_model))
+            self._extractor = shared_extractor(self.spacy_model)
         return self._extractor
 
     def extract(self, texts: list[str]) -> list[ChunkFacts]:
@@ -172,6 +172,25 @@ class KnowledgeGraph:
             edges.sort(key=lambda e: e[1]["kind"] == "cooc")
             chain.extend(self.facts([edges[0][0]])[:1])
         return chain
+
+    def connections(self, entity_ids: Sequence[int], chunk_id: int, limit: int = 10) -> tuple[list[str], list[Fact]]:
+        """How entities reach a chunk: those it mentions itself, and facts linking them
+        to entities it mentions (one hop)."""
+        ids = list(entity_ids)
+        if not ids:
+            return [], []
+        marks = ",".join("?" * len(ids))
+        conn = self.sql.conn
+        direct = [r[0] for r in conn.execute(
+            f"SELECT DISTINCT e.name FROM mentions m JOIN entities e ON e.id = m.entity_id "
+            f"WHERE m.chunk_id = ? AND m.entity_id IN ({marks})", [chunk_id, *ids])]
+        in_chunk = "SELECT entity_id FROM mentions WHERE chunk_id = ?"
+        rel = [r[0] for r in conn.execute(
+            f"SELECT id FROM relations WHERE kind != 'cooc' AND ("
+            f"(source_id IN ({marks}) AND target_id IN ({in_chunk})) OR "
+            f"(target_id IN ({marks}) AND source_id IN ({in_chunk}))) LIMIT 200",
+            [*ids, chunk_id, *ids, chunk_id])]
+        return direct, self.facts(rel)[:limit]
 
     def export(self, path: str | Path, format: str | None = None, max_nodes: int = 400) -> Path:
         from .export import export_graph

@@ -94,3 +94,18 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(spans) for spans in self.token_offsets(texts)]
+
+
+_LOADED: dict[tuple[str, int], SentenceTransformerEmbedder] = {}
+
+
+def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None) -> SentenceTransformerEmbedder:
+    """One loaded model per process and name: opening several stores costs one load."""
+    key = (name, batch_size)
+    if key not in _LOADED:
+        _LOADED[key] = SentenceTransformerEmbedder(name, batch_size=batch_size, threads=threads)
+    elif threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return _LOADED[key]

@@ -11,7 +11,7 @@ import numpy as np
 from ..config import STRUCTURAL, Config
 from ..errors import StoreMismatchError
 from .chunker import chunk_text
-from .embedder import Embedder, SentenceTransformerEmbedder
+from .embedder import Embedder, shared_embedder
 from .store import Chunk, Document, NewChunk, SQLiteStore
 from .vectors import VectorIndex
 
@@ -70,7 +70,7 @@ class PassageStore:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = SentenceTransformerEmbedder(
+            self._embedder = shared_embedder(
                 self.config.embedder, batch_size=self.config.embed_batch_size, threads=self.config.threads
             )
         emb = self._embedder
@@ -107,14 +107,15 @@ class PassageStore:
             if before is not None:
                 before(doc_ids)
             removed = self.sql.delete_documents(doc_ids)
-            if removed:
-                self.sql.bump_generation()
-        self.vectors.remove(removed)
+            gen = self.sql.bump_generation() if removed else None
+        if gen is not None:
+            self.vectors.remove(removed)
+            self.vectors.generation = gen
         return removed
 
     def save_vectors(self) -> None:
-        if self.vectors.dirty or self.vectors.generation != self.sql.generation:
-            self.vectors.save(self.sql.generation)
+        if self.vectors.dirty:
+            self.vectors.save()
 
     # ------------------------------------------------------------------ recovery
     def needs_reconcile(self) -> bool:
@@ -135,7 +136,8 @@ class PassageStore:
             done += len(chunks)
             if progress:
                 progress(done, len(missing))
-        self.vectors.save(self.sql.generation)
+        self.vectors.generation = self.sql.generation
+        self.vectors.save()
         if stray or missing:
             log.warning("vectors reconciled with SQLite: %d stray removed, %d re-embedded", len(stray), len(missing))
         return {"stray_removed": len(stray), "re_embedded": len(missing)}
@@ -155,7 +157,7 @@ class PassageStore:
         ]
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        return self.sql.lexical_search(query, k, stopwords=_stopwords())
+        return self.sql.lexical_search(query, k, stopwords=stopwords())
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         return self.sql.chunks(ids)
@@ -181,7 +183,7 @@ class PassageStore:
 _STOP: frozenset[str] | None = None
 
 
-def _stopwords() -> frozenset[str]:
+def stopwords() -> frozenset[str]:
     # spaCy's English list: question words ("who", "which") carry no lexical signal.
     global _STOP
     if _STOP is None:

@@ -107,11 +107,16 @@ class VectorIndex:
     def reconstruct(self, chunk_id: int) -> np.ndarray:
         return self.index.reconstruct(int(chunk_id))
 
-    def save(self, generation: int) -> None:
-        """Write the index, then the generation it matches; both atomically."""
+    def save(self) -> None:
+        """Write the index, then the store generation its content reflects; both atomically.
+
+        Writers set `generation` only after the vectors of that generation are in, so a
+        process stopped between its SQLite commit and its FAISS update saves the older
+        number, and the next open reconciles.
+        """
         with self._lock:
             data = faiss.serialize_index(self.index).tobytes()
             atomic_write_bytes(self.path, data)
-            atomic_write_bytes(self.state_path, json.dumps({"generation": generation, "count": len(self)}).encode())
-            self.generation = generation
+            state = {"generation": self.generation, "count": len(self)}
+            atomic_write_bytes(self.state_path, json.dumps(state).encode())
             self.dirty = False

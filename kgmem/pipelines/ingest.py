@@ -182,11 +182,12 @@ def _ingest_batch(
                 graph.write(doc.id, located, facts[offset : offset + len(ids)])
             offset += len(ids)
             new_ids.extend(ids)
-        passages.sql.bump_generation()
+        generation = passages.sql.bump_generation()
     if graph is not None:
         graph.commit_view()
     passages.vectors.remove(removed)
     passages.vectors.add(new_ids, vectors)
+    passages.vectors.generation = generation
 
     report.replaced += len(replacing)
     report.added += len(todo) - len(replacing)

@@ -143,13 +143,20 @@ class LocalBackend:
         return f"{system}\n\n{user}\n"
 
     def answer(self, question: str, context: PackedContext, max_tokens: int, on_token: OnToken | None = None) -> str:
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = threading.Event()
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> bool:
+                return stop.is_set()
 
         prompt = self.render(context.system, context.user)
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(**inputs, max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
-                      pad_token_id=self.tokenizer.eos_token_id, repetition_penalty=1.1)
+                      pad_token_id=self.tokenizer.eos_token_id, repetition_penalty=1.1,
+                      stopping_criteria=StoppingCriteriaList([_Stop()]))
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -163,10 +170,15 @@ class LocalBackend:
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         parts = []
-        for piece in streamer:
-            parts.append(piece)
-            if on_token and piece:
-                on_token(piece)
+        try:
+            for piece in streamer:
+                parts.append(piece)
+                if on_token and piece:
+                    on_token(piece)
+        except KeyboardInterrupt:
+            stop.set()  # Ctrl-C: end generation at the next token, then let the caller know
+            worker.join()
+            raise
         worker.join()
         if errors:
             raise LLMError(f"local generation failed: {errors[0]}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..graph.knowledge import Fact, KnowledgeGraph
+from ..retrieval.graph import LinkedEntity
 from ..retrieval.packer import ContextReport, PackedContext, Packer
 from ..retrieval.search import Searcher
 from ..retrieval.types import Hit
@@ -41,6 +42,7 @@ class Answer:
     timings: dict[str, float]
     backend: str = ""
     context: PackedContext | None = field(default=None, repr=False)
+    entities: list[LinkedEntity] = field(default_factory=list)  # the question's entities, as linked
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class Answer:
             "context": self.context_report.as_dict(),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "backend": self.backend,
+            "entities": [e.surface for e in self.entities],
         }
 
 
@@ -93,9 +96,9 @@ def attribute(text: str, context: PackedContext, min_overlap: float = 0.5) -> st
     """Add [n] after answer sentences that cite nothing, where one packed passage holds
     most of the sentence's content words. Small models often forget to cite."""
     from ..memory.chunker import sentence_spans
-    from ..memory.passages import _stopwords
+    from ..memory.passages import stopwords
 
-    stop = _stopwords()
+    stop = stopwords()
     packed = [s for s in context.sources if s.packed]
     if not packed:
         return text
@@ -117,6 +120,42 @@ def attribute(text: str, context: PackedContext, min_overlap: float = 0.5) -> st
     return "".join(out)
 
 
+@dataclass
+class Prepared:
+    hits: list[Hit]
+    linked: list[LinkedEntity]
+    context: PackedContext
+    timings: dict[str, float]
+
+
+def prepare(
+    searcher: Searcher,
+    graph: KnowledgeGraph,
+    backend: Backend,
+    question: str,
+    *,
+    k: int = 8,
+    mode: str = "auto",
+    window: int | None = None,
+    answer_tokens: int = 256,
+) -> Prepared:
+    """Retrieve and pack, without generating: everything up to the LLM call."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    hits = searcher.search(question, k=k, mode=mode)
+    timings["retrieve"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    if mode in ("auto", "graph"):
+        linked = searcher.last_linked
+    else:
+        linked = searcher.graph.link(question) if searcher.graph is not None else []
+    facts = facts_for(graph, [e.entity_id for e in linked])
+    packer = Packer(backend.count_tokens, window or backend.context_window, answer_tokens, render=backend.render)
+    context = packer.pack(question, hits, facts)
+    timings["pack"] = time.perf_counter() - t1
+    return Prepared(hits, list(linked), context, timings)
+
+
 def ask(
     searcher: Searcher,
     graph: KnowledgeGraph,
@@ -129,34 +168,25 @@ def ask(
     answer_tokens: int = 256,
     on_token: OnToken | None = None,
 ) -> Answer:
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    hits = searcher.search(question, k=k, mode=mode)
-    timings["retrieve"] = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    linked = searcher.last_linked if mode in ("auto", "graph") else (
-        searcher.graph.link(question) if searcher.graph is not None else []
-    )
-    facts = facts_for(graph, [e.entity_id for e in linked])
-    packer = Packer(backend.count_tokens, window or backend.context_window, answer_tokens, render=backend.render)
-    context = packer.pack(question, hits, facts)
-    timings["pack"] = time.perf_counter() - t1
-
+    prep = prepare(searcher, graph, backend, question, k=k, mode=mode, window=window, answer_tokens=answer_tokens)
+    context, timings = prep.context, prep.timings
     t2 = time.perf_counter()
     text = backend.answer(question, context, answer_tokens, on_token)
     timings["generate"] = time.perf_counter() - t2
     if not CITATION.search(text):
         text = attribute(text, context)
     timings["total"] = time.perf_counter() - t0
+    included = set(context.report.included)
     return Answer(
         question=question,
         text=text,
         citations=resolve_citations(text, context),
-        passages=[h for h in hits if h.chunk_id in set(context.report.included)],
+        passages=[h for h in prep.hits if h.chunk_id in included],
         facts=context.facts,
         context_report=context.report,
         timings=timings,
         backend=getattr(backend, "name", type(backend).__name__),
         context=context,
+        entities=prep.linked,
     )

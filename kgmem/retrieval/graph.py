@@ -115,9 +115,9 @@ class GraphRetriever:
     def link(self, question: str) -> list[LinkedEntity]:
         """Entities named in the question: every word n-gram looked up by canonical key
         (directly or through an alias); longest matches win, stop words alone never match."""
-        from ..memory.passages import _stopwords
+        from ..memory.passages import stopwords
 
-        stop = _stopwords()
+        stop = stopwords()
         words = _WORD.findall(question)
         candidates: dict[str, tuple[int, int, str]] = {}
         for n in range(min(self.settings.max_ngram, len(words)), 0, -1):

@@ -1,0 +1,4 @@
+"""`python -m kgmem` is the `kgmem` command."""
+from .cli import main
+
+main()

@@ -1,0 +1,356 @@
+"""The `kgmem` command: a thin layer over `kgmem.api` that turns errors into one line."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_STORE = "kgmem-store"
+MODES = ["auto", "dense", "lexical", "hybrid", "graph"]
+
+
+def _store_option(fn: Callable) -> Callable:
+    return click.option(
+        "--store", "store", envvar="KGMEM_STORE", default=DEFAULT_STORE, show_default=True,
+        type=click.Path(file_okay=False), help="Store directory (env KGMEM_STORE).",
+    )(fn)
+
+
+def _json_option(fn: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
+
+
+def _open(store: str, must_exist: bool = True, **kw: Any):
+    from .api import Memory
+    from .errors import NotFoundError
+
+    if must_exist and not (Path(store) / "kgmem.db").exists():
+        raise NotFoundError(f"no kgmem store at {store}: create one with `kgmem ingest PATH --store {store}`")
+    return Memory(store, **kw)
+
+
+def _emit(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Expected failures print one line (no traceback unless --debug) and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import KgmemError
+
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except KgmemError as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except (ValueError, FileNotFoundError, PermissionError) as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="kgmem")
+def main(debug: bool) -> None:
+    """kgmem — a long-term memory for LLMs: passages (SQLite + FAISS) and a spaCy knowledge graph."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# ---------------------------------------------------------------------- ingest
+def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
+    """How many documents the inputs hold, when that is cheap to know (files, JSONL lines)."""
+    from .pipelines.readers import JSONL_SUFFIXES, ReaderOptions, walk
+
+    total = 0
+    for p in map(Path, paths):
+        files = [f for f in walk(p, ReaderOptions(glob=glob)) if isinstance(f, Path)] if p.is_dir() else [p]
+        for f in files:
+            if f.suffix.lower() in JSONL_SUFFIXES:
+                try:
+                    with open(f, "rb") as fh:
+                        total += sum(1 for line in fh if line.strip())
+                except OSError:
+                    total += 1
+            else:
+                total += 1
+    return total
+
+
+class ProgressLine:
+    """One status line on stderr: documents (of total, with ETA), chunks, words/s."""
+
+    def __init__(self, total: int | None, enabled: bool):
+        self.total = total
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, p: Any) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not self.tty and now - self.last < 5:
+            return
+        self.last = now
+        rate = p.words / p.seconds if p.seconds else 0
+        done = p.documents + len(p.report.failed)
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            eta = (p.seconds / frac - p.seconds) if frac > 0 else 0
+            bar = "#" * int(frac * 24)
+            head = f"[{bar:<24}] {done}/{self.total} docs  ETA {eta:4.0f}s"
+        else:
+            head = f"{done} docs"
+        line = f"{head}  {p.chunks} chunks  {rate:,.0f} words/s"
+        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            click.echo("", err=True)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_store_option
+@click.option("--glob", help="Only files whose path matches this pattern (e.g. '*.md').")
+@click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
+@click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
+@click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
+@click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")
+@click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@_json_option
+@handle_errors
+def ingest(paths: tuple[str, ...], store: str, glob: str | None, threads: int | None, no_graph: bool,
+           id_field: str, title_field: str, text_field: str, quiet: bool, as_json: bool) -> None:
+    """Add files, directories (recursively) and JSONL records to the store.
+
+    Unchanged documents are skipped, changed ones replaced, so re-running after an
+    interruption finishes the job. Exit status: 0 when every input was read, 1 when
+    some failed (each is listed with its reason), 130 when interrupted.
+    """
+    from .pipelines.readers import ReaderOptions
+
+    memory = _open(store, must_exist=False)
+    memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}))
+    options = ReaderOptions(id_field=id_field, title_field=title_field, text_field=text_field, glob=glob)
+    progress = ProgressLine(_count_inputs(paths, glob), enabled=not quiet and not as_json)
+    try:
+        report = memory.ingest(list(paths), options=options, on_progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        stats = memory.stats()
+        memory.close()
+        click.echo(f"interrupted: the store holds {stats['documents']} documents; run the same command again to finish",
+                   err=True)
+        sys.exit(130)
+    progress.close()
+    memory.close()
+    if as_json:
+        _emit(report.as_dict())
+    else:
+        rate = report.words / report.seconds if report.seconds else 0
+        click.echo(f"added {report.added}, unchanged {report.unchanged}, replaced {report.replaced}, "
+                   f"failed {len(report.failed)} — {report.chunks} chunks, {report.words:,} words "
+                   f"in {report.seconds:.1f}s ({rate:,.0f} words/s)")
+        for item, reason in report.failed:
+            click.echo(f"failed: {item}: {reason}", err=True)
+        for item, message in report.notices:
+            click.echo(f"note: {item}: {message}", err=True)
+        if report.skipped:
+            click.echo(f"skipped {len(report.skipped)} files of unsupported types", err=True)
+    sys.exit(1 if report.failed else 0)
+
+
+# ---------------------------------------------------------------------- queries
+@main.command()
+@click.argument("query")
+@_store_option
+@click.option("-k", "--k", "k", default=10, show_default=True, help="How many passages.")
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
+@_json_option
+@handle_errors
+def search(query: str, store: str, k: int, mode: str, as_json: bool) -> None:
+    """Rank stored passages for QUERY."""
+    from .render import hits_text
+
+    with _open(store) as memory:
+        hits = memory.search(query, k=k, mode=mode)
+    if as_json:
+        _emit({"query": query, "mode": mode, "hits": [h.as_dict() for h in hits]})
+    else:
+        click.echo(hits_text(hits))
+
+
+@main.command()
+@click.argument("question")
+@_store_option
+@click.option("-k", "--k", "k", type=int, help="Passages to retrieve (default from the store's settings).")
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
+@click.option("--llm", envvar="KGMEM_LLM", help="extractive | local[:MODEL] | openai[:MODEL] (env KGMEM_LLM).")
+@click.option("--budget", type=int, help="Context window in tokens (default: the model's).")
+@_json_option
+@handle_errors
+def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, budget: int | None, as_json: bool) -> None:
+    """Answer QUESTION from the store, with numbered sources."""
+    from .render import sources_text
+
+    streamed: list[str] = []
+
+    def stream(piece: str) -> None:
+        streamed.append(piece)
+        click.echo(piece, nl=False)
+
+    with _open(store) as memory:
+        answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, on_token=None if as_json else stream)
+    if as_json:
+        _emit(answer.as_dict())
+        return
+    click.echo("")
+    if answer.text != "".join(streamed).strip():
+        # Citations were added after generation (the model gave none): show the cited text.
+        click.echo(answer.text)
+    click.echo("\nSources:")
+    click.echo(sources_text(answer))
+
+
+@main.command()
+@click.argument("entity")
+@_store_option
+@click.option("--hops", default=1, show_default=True, help="How far from ENTITY.")
+@click.option("--limit", default=50, show_default=True)
+@_json_option
+@handle_errors
+def graph(entity: str, store: str, hops: int, limit: int, as_json: bool) -> None:
+    """Facts around ENTITY in the knowledge graph."""
+    from .errors import NotFoundError
+    from .render import facts_text
+
+    with _open(store) as memory:
+        found = memory.graph.entity(entity)
+        if found is None:
+            raise NotFoundError(f"no entity {entity!r} in the graph")
+        facts = memory.graph.neighbors(entity, hops=hops, limit=limit)
+    if as_json:
+        _emit({"entity": found.name, "label": found.label, "aliases": found.aliases,
+               "mentions": len(found.mentions), "facts": [f.as_dict() for f in facts]})
+    else:
+        aliases = f" (also: {', '.join(found.aliases[:6])})" if found.aliases else ""
+        click.echo(f"{found.name} [{found.label}]{aliases} — {len(found.mentions)} mentions")
+        click.echo(facts_text(facts, limit))
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@_store_option
+@click.option("--format", "fmt", type=click.Choice(["html", "graphml", "gexf"]), help="Default: from OUT's suffix.")
+@click.option("--max-nodes", default=400, show_default=True, help="Nodes in the HTML view (best connected first).")
+@handle_errors
+def export(out: str, store: str, fmt: str | None, max_nodes: int) -> None:
+    """Write the knowledge graph to OUT (interactive HTML, GraphML or GEXF)."""
+    with _open(store) as memory:
+        path = memory.graph.export(out, fmt, max_nodes=max_nodes)
+        g = memory.graph.nx
+    click.echo(f"wrote {path} ({g.number_of_nodes()} entities, {g.number_of_edges()} edges)")
+
+
+@main.command()
+@_store_option
+@_json_option
+@handle_errors
+def stats(store: str, as_json: bool) -> None:
+    """Counts: documents, chunks, vectors, entities, relations."""
+    from .render import stats_text
+
+    with _open(store) as memory:
+        data = memory.stats()
+    _emit(data) if as_json else click.echo(stats_text(data))
+
+
+@main.command()
+@click.argument("doc_ids", nargs=-1, required=True)
+@_store_option
+@handle_errors
+def delete(doc_ids: tuple[str, ...], store: str) -> None:
+    """Delete documents (with their chunks, vectors and graph facts)."""
+    with _open(store) as memory:
+        removed = memory.delete(list(doc_ids))
+    click.echo(f"deleted {len(doc_ids)} document(s), {removed} chunks")
+
+
+@main.command()
+@_store_option
+@_json_option
+@handle_errors
+def check(store: str, as_json: bool) -> None:
+    """Verify that documents, chunks, full-text index, vectors and graph agree (exit 1 if not)."""
+    with _open(store) as memory:
+        problems = memory.check()
+    if as_json:
+        _emit({"ok": not problems, "problems": problems})
+    else:
+        click.echo("ok" if not problems else "\n".join(f"problem: {p}" for p in problems))
+    sys.exit(1 if problems else 0)
+
+
+@main.command("eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@_store_option
+@click.option("--limit", type=int, help="Only the first N questions.")
+@click.option("--modes", help="Comma-separated modes (default: all).")
+@click.option("--no-reference", is_flag=True, help="Skip the independent dense reference.")
+@click.option("--questions", "per_question", is_flag=True, help="With --json: include per-question records.")
+@click.option("--llm", help="Also answer every question with this backend and report EM / F1.")
+@_json_option
+@handle_errors
+def eval_command(dataset_dir: str, store: str, limit: int | None, modes: str | None, no_reference: bool,
+                 per_question: bool, llm: str | None, as_json: bool) -> None:
+    """Retrieval recall@2/5/10 on a bench set (shared/bench protocol), every mode from one run."""
+    from .eval import format_table, results_json, run_eval
+
+    with _open(store, must_exist=False) as memory:
+        progress = ProgressLine(None, enabled=not as_json)
+        results, info = run_eval(memory, dataset_dir, modes=modes.split(",") if modes else None, limit=limit,
+                                 reference=not no_reference, on_progress=progress, llm=llm)
+        progress.close()
+    if as_json:
+        if not per_question and "answers" in info:
+            info["answers"].pop("questions", None)
+        _emit(results_json(results, info, per_question=per_question))
+    else:
+        click.echo(format_table(results))
+        if "answers" in info:
+            a = info["answers"]
+            click.echo(f"answers ({a['llm']}): EM {a['EM']:.1f}  F1 {a['F1']:.1f}  over {len(results[0].per_question)} questions")
+
+
+@main.command()
+@_store_option
+@click.option("--llm", envvar="KGMEM_LLM", help="extractive | local[:MODEL] | openai[:MODEL] (env KGMEM_LLM).")
+@handle_errors
+def repl(store: str, llm: str | None) -> None:
+    """Interactive questions and answers over the store (:help inside)."""
+    from .repl import run_repl
+
+    with _open(store) as memory:
+        run_repl(memory, llm=llm)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

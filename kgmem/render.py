@@ -1,0 +1,65 @@
+"""Plain-text rendering shared by the CLI and the REPL."""
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from .graph.knowledge import Fact
+from .pipelines.query import Answer
+from .retrieval.types import Hit
+
+
+def shorten(text: str, width: int = 160) -> str:
+    return textwrap.shorten(" ".join(text.split()), width, placeholder=" …")
+
+
+def hits_text(hits: list[Hit], width: int = 160) -> str:
+    if not hits:
+        return "no results"
+    lines = []
+    for n, h in enumerate(hits, 1):
+        lines.append(f"[{n}] {h.title or h.doc_id}  ({h.doc_id}, chars {h.start}-{h.end}, score {h.score:.3f})")
+        lines.append("    " + shorten(h.text, width))
+    return "\n".join(lines)
+
+
+def sources_text(answer: Answer, width: int = 120) -> str:
+    """The numbered sources under an answer: cited ones first, marked with *."""
+    cited = {c.n for c in answer.citations}
+    lines = []
+    for src in answer.context.sources if answer.context else []:
+        mark = "*" if src.n in cited else " "
+        title = src.title or src.doc_id
+        lines.append(f"{mark}[{src.n}] {title} — {src.doc_id} [{src.start}:{src.end}]")
+        if src.n in cited:
+            quote = next(c.quote for c in answer.citations if c.n == src.n)
+            lines.append("      " + shorten(quote, width))
+    return "\n".join(lines) if lines else "(no sources)"
+
+
+def facts_text(facts: list[Fact], limit: int = 30) -> str:
+    if not facts:
+        return "no facts"
+    lines = []
+    for f in facts[:limit]:
+        docs = sorted({c.doc_id for c in f.citations})
+        where = ", ".join(docs[:3]) + (f" +{len(docs) - 3}" if len(docs) > 3 else "")
+        lines.append(f"{f.subject} —{f.predicate}→ {f.object}   ({where})")
+    if len(facts) > limit:
+        lines.append(f"… {len(facts) - limit} more")
+    return "\n".join(lines)
+
+
+def budget_text(report: Any) -> str:
+    lines = [f"window {report.window} tokens, {report.used} used"]
+    for name, tokens in report.sections.items():
+        lines.append(f"  {name:<24} {tokens:>6}")
+    lines.append(f"  passages packed: {len(report.included)}, dropped: {len(report.dropped)}; "
+                 f"facts packed: {report.facts_included}, dropped: {report.facts_dropped}")
+    for chunk_id, why in report.dropped[:10]:
+        lines.append(f"    chunk {chunk_id}: {why}")
+    return "\n".join(lines)
+
+
+def stats_text(stats: dict[str, Any]) -> str:
+    return "\n".join(f"{k:<16} {v}" for k, v in stats.items())

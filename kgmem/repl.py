@@ -1,0 +1,180 @@
+"""`kgmem repl`: questions and answers over a store, with commands to look inside."""
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import KgmemError
+from .render import budget_text, facts_text, sources_text, stats_text
+
+HELP = """\
+Type a question and press Enter: the answer streams, then its numbered sources.
+End a line with \\ to continue it on the next. Ctrl-C stops an answer; Ctrl-D or :quit leaves.
+
+  :help            this list
+  :sources         full text of the last answer's passages
+  :why N           why passage N was chosen (retriever ranks, question entities, facts)
+  :graph NAME      facts and neighbours of an entity
+  :budget          token use of the last context, section by section
+  :k N             passages to retrieve (now {k})
+  :mode MODE       auto | dense | lexical | hybrid | graph (now {mode})
+  :llm SPEC        extractive | local[:MODEL] | openai[:MODEL] (now {llm})
+  :stats           store counts
+  :quit            leave"""
+
+
+class Repl:
+    def __init__(self, memory: Any, llm: str | None = None, write: Callable[[str], None] | None = None):
+        self.memory = memory
+        self.k = memory.config.search_k
+        self.mode = "auto"
+        self.llm = llm or memory.config.llm
+        self.last = None
+        self.write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+
+    def say(self, text: str = "") -> None:
+        self.write(text + "\n")
+
+    # ------------------------------------------------------------------ one line in
+    def handle(self, line: str) -> bool:
+        """Run one input; False means leave."""
+        line = line.strip()
+        if not line:
+            return True
+        try:
+            if line.startswith(":"):
+                return self.command(line)
+            self.answer(line)
+        except KgmemError as exc:
+            self.say(f"Error: {exc}")
+        except (ValueError, OSError) as exc:
+            self.say(f"Error: {exc}")
+        return True
+
+    def answer(self, question: str) -> None:
+        try:
+            ans = self.memory.ask(question, k=self.k, llm=self.llm, mode=self.mode, on_token=self.write)
+        except KeyboardInterrupt:
+            self.say("\n(answer stopped)")
+            return
+        self.say("")
+        self.last = ans
+        self.say(sources_text(ans))
+
+    def command(self, line: str) -> bool:
+        try:
+            parts = shlex.split(line[1:])
+        except ValueError:
+            parts = line[1:].split()
+        name, args = (parts[0].lower(), parts[1:]) if parts else ("help", [])
+        rest = " ".join(args)
+        if name in ("quit", "q", "exit"):
+            return False
+        if name in ("help", "h", "?"):
+            self.say(HELP.format(k=self.k, mode=self.mode, llm=self.llm))
+        elif name == "sources":
+            self._need_answer()
+            for src in self.last.context.sources:
+                where = f"{src.doc_id} [{src.start}:{src.end}]"
+                self.say(f"[{src.n}] {src.title or src.doc_id} — {where}")
+                text = src.text or self.memory.get(src.doc_id).text[src.start : src.end]
+                self.say(text + "\n")
+        elif name == "why":
+            self._need_answer()
+            if not args or not args[0].isdigit():
+                raise ValueError("usage: :why N")
+            info = self.memory.explain(self.last, int(args[0]))
+            ranks = ", ".join(f"{r} #{p}" for r, p in info["ranks"].items()) or "not ranked (cited through a fact)"
+            self.say(f"[{info['n']}] {info['title'] or info['doc_id']}")
+            self.say(f"  retrievers: {ranks}")
+            ents = ", ".join(info["question_entities"]) or "none linked"
+            self.say(f"  question entities: {ents}")
+            if info["mentions"]:
+                self.say(f"  the passage mentions: {', '.join(info['mentions'])}")
+            for f in info["facts"]:
+                self.say(f"  via fact: {f}")
+            if not info["mentions"] and not info["facts"]:
+                self.say("  no graph link from the question's entities: chosen by text similarity")
+        elif name == "graph":
+            if not rest:
+                raise ValueError("usage: :graph NAME")
+            ent = self.memory.graph.entity(rest)
+            if ent is None:
+                self.say(f"no entity {rest!r} in the graph")
+            else:
+                aliases = f" (also: {', '.join(ent.aliases[:6])})" if ent.aliases else ""
+                self.say(f"{ent.name} [{ent.label}]{aliases} — {len(ent.mentions)} mentions")
+                self.say(facts_text(self.memory.graph.neighbors(rest, hops=1), limit=25))
+        elif name == "budget":
+            self._need_answer()
+            self.say(budget_text(self.last.context_report))
+        elif name == "k":
+            if not args or not args[0].isdigit() or int(args[0]) < 1:
+                raise ValueError("usage: :k N (a positive number)")
+            self.k = int(args[0])
+            self.say(f"k = {self.k}")
+        elif name == "mode":
+            if not args or args[0] not in ("auto", "dense", "lexical", "hybrid", "graph"):
+                raise ValueError("usage: :mode auto|dense|lexical|hybrid|graph")
+            self.mode = args[0]
+            self.say(f"mode = {self.mode}")
+        elif name == "llm":
+            if not args:
+                raise ValueError("usage: :llm extractive|local[:MODEL]|openai[:MODEL]")
+            self.memory.backend(args[0])  # load now: a bad spec fails here, not at the next question
+            self.llm = args[0]
+            self.say(f"llm = {self.llm}")
+        elif name == "stats":
+            self.say(stats_text(self.memory.stats()))
+        else:
+            self.say(f"unknown command :{name} — :help lists them")
+        return True
+
+    def _need_answer(self) -> None:
+        if self.last is None:
+            raise ValueError("ask a question first")
+
+
+def run_repl(memory: Any, llm: str | None = None) -> None:
+    repl = Repl(memory, llm)
+    stats = memory.stats()
+    repl.say(f"kgmem — {stats['documents']} documents, {stats.get('entities', 0)} entities in {memory.path}. "
+             ":help for commands.")
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        _loop_tty(repl, memory.path / "repl_history")
+    else:
+        _loop_plain(repl)
+
+
+def _loop_tty(repl: Repl, history: Path) -> None:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    session: PromptSession = PromptSession(history=FileHistory(str(history)))
+    while True:
+        try:
+            line = session.prompt("kgmem> ")
+            while line.endswith("\\"):
+                line = line[:-1] + "\n" + session.prompt("...... ")
+        except KeyboardInterrupt:
+            continue  # a fresh prompt, as in a shell
+        except EOFError:
+            break
+        if not repl.handle(line):
+            break
+
+
+def _loop_plain(repl: Repl) -> None:
+    buffer = ""
+    for raw in sys.stdin:
+        line = raw.rstrip("\n")
+        if line.endswith("\\"):
+            buffer += line[:-1] + "\n"
+            continue
+        if not repl.handle(buffer + line):
+            break
+        buffer = ""
+    repl.say("")

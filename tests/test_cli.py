@@ -1,0 +1,141 @@
+"""The `kgmem` command, in a real subprocess, and the REPL through a real pseudo-terminal."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from .conftest import DATA
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": os.environ.get("KGMEM_THREADS", "2"), "PYTHONUNBUFFERED": "1"}
+
+
+def kgmem(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "kgmem", *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kgmem {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cli_store(tmp_path_factory) -> Path:
+    """A store built by `kgmem ingest` from 60 shipped passages plus one bad file."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    lines = (DATA / "wiki-300.jsonl").read_text(encoding="utf-8").splitlines()[:60]
+    (corpus / "part.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    store = root / "store"
+    proc = kgmem("ingest", str(corpus), "--store", str(store), "--json")
+    assert proc.returncode == 1, proc.stderr  # one input failed: non-zero, the rest ingested
+    report = json.loads(proc.stdout)
+    assert report["added"] == 60 and report["chunks"] >= 60
+    assert [f["item"].endswith("broken.pdf") for f in report["failed"]] == [True]
+    return store
+
+
+def test_ingest_summary_search_ask_stats_graph_check(cli_store, tmp_path):
+    again = kgmem("ingest", str(DATA / "wiki-300.jsonl"), "--store", str(cli_store), "--quiet")
+    assert again.returncode == 0
+    assert "unchanged 0" not in again.stdout and "added 240, unchanged 60" in again.stdout
+
+    hits = json.loads(kgmem("search", "first president of the American Psychological Association", "--store",
+                            str(cli_store), "--json", "-k", "3", check=True).stdout)["hits"]
+    assert len(hits) == 3 and hits[0]["doc_id"].startswith("musique-")
+
+    ans = json.loads(kgmem("ask", "Who was the first president of the American Psychological Association?",
+                           "--store", str(cli_store), "--json", check=True).stdout)
+    assert ans["answer"] and ans["citations"] and {"retrieve", "generate", "total"} <= set(ans["timings"])
+    assert all({"doc_id", "title", "start", "end"} <= set(c) for c in ans["citations"])
+
+    text = kgmem("ask", "Who was the first president of the American Psychological Association?",
+                 "--store", str(cli_store), check=True).stdout
+    assert "[1]" in text and "Sources:" in text
+
+    stats = json.loads(kgmem("stats", "--store", str(cli_store), "--json", check=True).stdout)
+    assert stats["documents"] == 300 and stats["entities"] > 0 and stats["relations"] > 0
+
+    g = kgmem("graph", "American Psychological Association", "--store", str(cli_store), check=True).stdout
+    assert "American Psychological Association [ORG]" in g
+    assert kgmem("check", "--store", str(cli_store), check=True).stdout.strip() == "ok"
+
+    out = tmp_path / "g.graphml"
+    assert "wrote" in kgmem("export", str(out), "--store", str(cli_store), check=True).stdout and out.exists()
+
+
+def test_errors_are_one_line(tmp_path):
+    proc = kgmem("search", "x", "--store", str(tmp_path / "none"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "no kgmem store" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = kgmem("delete", "nope", "--store", str(tmp_path / "none"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+def test_interrupted_ingest_resumes_with_exact_counts(tmp_path):
+    records = (Path(__file__).resolve().parents[2] / "shared" / "bench" / "musique" / "corpus.jsonl")
+    if not records.exists():
+        records = DATA / "wiki-300.jsonl"
+    lines = records.read_text(encoding="utf-8").splitlines()[:600]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    store = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # Wait for the first committed batch (a progress line), then press Ctrl-C.
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert "docs" in first, first
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err
+    done = json.loads(kgmem("stats", "--store", str(store), "--json", check=True).stdout)["documents"]
+    assert 0 < done < 600
+    assert kgmem("check", "--store", str(store)).returncode == 0
+    rerun = json.loads(kgmem("ingest", str(corpus), "--store", str(store), "--json", check=True).stdout)
+    assert rerun["unchanged"] == done and rerun["added"] == 600 - done
+    final = json.loads(kgmem("stats", "--store", str(store), "--json", check=True).stdout)
+    assert final["documents"] == 600 and final["vectors"] == final["chunks"]
+
+
+def test_repl_in_a_pseudo_terminal(cli_store):
+    # A pty without a real terminal behind it cannot answer cursor-position queries.
+    child = pexpect.spawn(sys.executable, ["-m", "kgmem", "repl", "--store", str(cli_store)],
+                          env={**ENV, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}, encoding="utf-8", timeout=180, dimensions=(50, 200))
+    try:
+        child.expect("kgmem>")
+        child.sendline(":help")
+        child.expect(":why N")
+        child.expect("kgmem>")
+        child.sendline("Who was the first president of the American Psychological Association?")
+        child.expect(r"\[1\]")
+        child.expect("kgmem>")
+        child.sendline(":sources")
+        child.expect(r"\[1\] .* — musique-")
+        child.expect("kgmem>")
+        child.sendline(":why 1")
+        child.expect("retrievers: ")
+        child.expect("question entities: ")
+        child.expect("kgmem>")
+        child.sendline(":graph American Psychological Association")
+        child.expect(r"American Psychological Association \[ORG\]")
+        child.expect("kgmem>")
+        child.sendline(":budget")
+        child.expect(r"window \d+ tokens")
+        child.expect("kgmem>")
+        child.sendline(":mode nonsense")
+        child.expect("Error: usage")
+        child.expect("kgmem>")
+        child.sendline(":quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert (cli_store / "repl_history").exists()
