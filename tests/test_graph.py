@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import subprocess
 
 import networkx as nx
 import pytest
@@ -163,3 +165,21 @@ def test_random_ingest_replace_delete_sequences_keep_the_store_consistent(tmp_pa
         assert sorted(mem.passages.sql.document_ids()) == sorted(present)
         assert {mem.get(d).text for d in present} == set(present.values())
         _view_matches_tables(mem)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
+def test_html_view_renders_in_headless_chromium(wiki_memory, tmp_path):
+    page = wiki_memory.graph.export(tmp_path / "g.html", max_nodes=80)
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-ready="1"' in dom  # the layout ran to the end without a script error
+    assert dom.count("<circle") == 80 and dom.count("<line") > 0
+    shot = tmp_path / "g.png"
+    subprocess.run([*flags, "--window-size=1000,700", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000

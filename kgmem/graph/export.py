@@ -87,7 +87,7 @@ function draw(){
   G.edges.forEach((e,i)=>{const a=G.nodes[e.s],b=G.nodes[e.t];const l=lines[i];l.setAttribute('x1',a.x);l.setAttribute('y1',a.y);l.setAttribute('x2',b.x);l.setAttribute('y2',b.y);});
   G.nodes.forEach((n,i)=>{circles[i].setAttribute('cx',n.x);circles[i].setAttribute('cy',n.y);labels[i].setAttribute('x',n.x+6);labels[i].setAttribute('y',n.y+3);});
 }
-let alpha=1;(function run(){if(alpha>0.02){tick(alpha);alpha*=0.985;draw();requestAnimationFrame(run);}else{draw();document.body.dataset.ready='1';}})();
+let alpha=1;(function run(){if(alpha>0.02){tick(alpha);alpha*=0.985;draw();setTimeout(run,16);}else{draw();document.body.dataset.ready='1';}})();
 function focus(id){
   vp.classList.add('hl');[...vp.querySelectorAll('.on')].forEach(x=>x.classList.remove('on'));
   circles[id].classList.add('on');labels[id].classList.add('on');labels[id].textContent=G.nodes[id].name;
