@@ -123,3 +123,35 @@ def test_local_model_answers_for_real(wiki_memory):
     assert ans.text and "".join(streamed).strip() == ans.text.split(" [")[0].strip() or streamed
     assert ans.context.prompt_tokens <= 1024 - wiki_memory.config.answer_tokens
     assert backend.count_tokens(backend.render(ans.context.system, ans.context.user)) == ans.context.prompt_tokens
+
+
+class CountingBackend:
+    """An answering backend that counts its calls (and answers with a fixed cited line)."""
+
+    name = "counting"
+    context_window = 2048
+
+    def __init__(self, count):
+        self.count = count
+        self.calls = 0
+
+    def count_tokens(self, text):
+        return self.count(text)
+
+    def render(self, system, user):
+        return f"{system}\n\n{user}"
+
+    def answer(self, question, context, max_tokens, on_token=None):
+        self.calls += 1
+        return "An answer [1]."
+
+
+def test_the_llm_is_called_only_to_write_the_answer(memory, embedder, wiki_records):
+    backend = CountingBackend(lambda t: len(embedder.token_offsets([t])[0]))
+    memory._backends["extractive"] = backend  # whatever the settings name, this is the LLM
+    memory.ingest(wiki_records[:20])
+    memory.search("Who founded the journal?", mode="auto")
+    prepared = memory.context("Who founded the journal?")
+    assert backend.calls == 0 and prepared.context.sources
+    answer = memory.ask("Who founded the journal?")
+    assert backend.calls == 1 and answer.text == "An answer [1]."
