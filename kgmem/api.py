@@ -8,6 +8,7 @@ from typing import Any
 from .config import Config
 from .errors import NotFoundError
 from .graph.knowledge import KnowledgeGraph
+from .memory.lock import WriterLock
 from .memory.passages import PassageStore
 from .memory.store import Document
 from .pipelines.ingest import IngestReport, Progress, ingest
@@ -36,9 +37,15 @@ class Memory:
         self.graph = KnowledgeGraph(self.passages.sql, self.config.spacy_model, extractor=extractor)
         self._searcher = Searcher(self.passages, self.graph)
         self._backends: dict[str, Backend] = {}
-        if self.passages.needs_reconcile():
-            # A previous writer stopped between its SQLite commit and its vector save.
-            self.passages.reconcile()
+        self.lock = WriterLock(self.path, wait=self.config.writer_wait)
+        # A writer that stopped between its SQLite commit and its vector save leaves the
+        # vector file behind. Repair it now, unless a live writer holds the store (its
+        # vectors are simply not saved yet).
+        if self.passages.needs_reconcile() and self.lock.try_acquire():
+            try:
+                self.passages.reconcile()
+            finally:
+                self.lock.release()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Memory":
@@ -80,7 +87,10 @@ class Memory:
         if isinstance(items, (str, Path, dict, Document)):
             items = [items]
         graph = self.graph if self.config.graph else None
-        return ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
+        with self.lock:
+            if self.passages.needs_reconcile():
+                self.passages.reconcile()
+            return ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
 
     def delete(self, doc_id: str | Iterable[str]) -> int:
         """Delete documents (with their chunks and vectors); returns how many chunks went."""
@@ -89,13 +99,14 @@ class Memory:
         missing = [i for i in ids if i not in known]
         if missing:
             raise NotFoundError(f"no document with id {missing[0]!r}")
-        try:
-            removed = self.passages.delete(ids, before=self.graph.forget_documents)
-        except BaseException:
-            self.graph.reset_view()
-            raise
-        self.graph.commit_view()
-        self.passages.save_vectors()
+        with self.lock:
+            try:
+                removed = self.passages.delete(ids, before=self.graph.forget_documents)
+            except BaseException:
+                self.graph.reset_view()
+                raise
+            self.graph.commit_view()
+            self.passages.save_vectors()
         return len(removed)
 
     # ------------------------------------------------------------------ reading
@@ -183,3 +194,20 @@ class Memory:
     def check(self) -> list[str]:
         """Problems found between documents, chunks, FTS, vectors and graph; [] when all agree."""
         return self.passages.check() + self.graph.check()
+
+    def repair(self) -> dict[str, int]:
+        """Fix what can be fixed from the stored text: rebuild the full-text index, make
+        FAISS hold one vector per chunk, drop graph rows that point nowhere, and extract
+        facts for documents that have none."""
+        from .pipelines.ingest import backfill_graph
+
+        with self.lock:
+            self.passages.sql.rebuild_fts()
+            done = self.passages.reconcile()
+            done.update(self.graph.store.repair())
+            if self.config.graph:
+                missing = self.graph.missing(self.passages.sql.document_ids())
+                backfill_graph(self.passages, self.graph, missing)
+                done["documents_extracted"] = len(missing)
+            self.graph.commit_view()
+        return done

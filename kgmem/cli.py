@@ -129,6 +129,8 @@ class ProgressLine:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @_store_option
 @click.option("--glob", help="Only files whose path matches this pattern (e.g. '*.md').")
+@click.option("--workers", type=int, help="Worker processes that chunk, embed and parse, one thread each "
+              "(env KGMEM_WORKERS; default 1: this process, KGMEM_THREADS threads).")
 @click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
@@ -137,7 +139,7 @@ class ProgressLine:
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @_json_option
 @handle_errors
-def ingest(paths: tuple[str, ...], store: str, glob: str | None, threads: int | None, no_graph: bool,
+def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | None, threads: int | None, no_graph: bool,
            id_field: str, title_field: str, text_field: str, quiet: bool, as_json: bool) -> None:
     """Add files, directories (recursively) and JSONL records to the store.
 
@@ -148,7 +150,8 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, threads: int | 
     from .pipelines.readers import ReaderOptions
 
     memory = _open(store, must_exist=False)
-    memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}))
+    memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}),
+                     **({"workers": workers} if workers else {}))
     options = ReaderOptions(id_field=id_field, title_field=title_field, text_field=text_field, glob=glob)
     progress = ProgressLine(_count_inputs(paths, glob), enabled=not quiet and not as_json)
     try:
@@ -296,15 +299,23 @@ def delete(doc_ids: tuple[str, ...], store: str) -> None:
 
 @main.command()
 @_store_option
+@click.option("--repair", is_flag=True, help="Fix what can be fixed from the stored text, then check again.")
 @_json_option
 @handle_errors
-def check(store: str, as_json: bool) -> None:
+def check(store: str, repair: bool, as_json: bool) -> None:
     """Verify that documents, chunks, full-text index, vectors and graph agree (exit 1 if not)."""
+    fixed: dict[str, int] = {}
     with _open(store) as memory:
         problems = memory.check()
+        if repair and problems:
+            fixed = memory.repair()
+            problems = memory.check()
     if as_json:
-        _emit({"ok": not problems, "problems": problems})
+        _emit({"ok": not problems, "problems": problems, "repaired": fixed})
     else:
+        for name, n in fixed.items():
+            if n:
+                click.echo(f"repaired: {name.replace('_', ' ')}: {n}")
         click.echo("ok" if not problems else "\n".join(f"problem: {p}" for p in problems))
     sys.exit(1 if problems else 0)
 

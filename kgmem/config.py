@@ -35,9 +35,15 @@ class Config:
     # Save the FAISS file every this many ingest batches, so a crash loses little work.
     checkpoint_batches: int = 20
 
+    # Ingest worker processes (KGMEM_WORKERS); each embeds and parses with one thread.
+    workers: int = field(default_factory=lambda: _env_int("KGMEM_WORKERS", 1))
+
     # --- compute: on 2 cores two busy processes with 2 threads each slow everything 5-50x,
     # so thread counts are a setting (KGMEM_THREADS) rather than left to each library.
     threads: int = field(default_factory=lambda: _env_int("KGMEM_THREADS", os.cpu_count() or 1))
+
+    # Seconds a second writer waits for the first to finish (0: fail at once). KGMEM_WRITER_WAIT.
+    writer_wait: float = field(default_factory=lambda: float(os.environ.get("KGMEM_WRITER_WAIT", "0") or 0))
 
     # --- retrieval
     search_k: int = 10

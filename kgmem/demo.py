@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import Memory
+from .render import sources_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -29,11 +30,15 @@ def main() -> int:
         print(f"store: {stats['documents']} documents, {stats['chunks']} chunks\n")
         for q in questions:
             print(f"Q: {q['question']}")
-            for n, hit in enumerate(mem.search(q["question"], k=3), 1):
-                snippet = textwrap.shorten(hit.text, 110, placeholder=" …")
-                gold = " ✓" if hit.doc_id in q["gold_ids"] else ""
-                print(f"  [{n}] {hit.title} ({hit.doc_id}){gold}\n      {snippet}")
-            print(f"  expected answer: {q['answers'][0]}\n")
+            answer = mem.ask(q["question"])  # the extractive backend: no LLM needed
+            print(f"A: {answer.text}")
+            print(textwrap.indent(sources_text(answer), "   "))
+            gold = {c.doc_id for c in answer.citations} & set(q["gold_ids"])
+            print(f"   expected: {q['answers'][0]}  (cited {len(gold)} of {len(q['gold_ids'])} supporting passages; "
+                  f"{answer.timings['total'] * 1000:.0f} ms)\n")
+        fact = mem.graph.neighbors("American Psychological Association")[:3]
+        print("graph: " + "; ".join(str(f) for f in fact))
+        print("\nTry: .venv/bin/kgmem repl --store .demo-store   (local LLM: add --llm local)")
     return 0
 
 

@@ -308,7 +308,10 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
                     if head_label in PLACES and app_label in PLACES and not bracketed:
                         # "Branson, Missouri": a place and the larger place it lies in.
                         relate(head_m, app_m, "located_in", "appos", sent)
-                    elif app_label != "DATE":  # "Hyman (October 11, 1926 – …)" is a lifespan, not an identity
+                    elif head_label == app_label or NOUN_PHRASE in (head_label, app_label):
+                        # "Hall, the founder", "GDR (East Germany)": an identity. Two names of
+                        # different kinds side by side ("Powell (WA)", "Melgueiro (Porto, …)",
+                        # a lifespan in brackets) are something else, so no fact is made.
                         relate(head_m, app_m, "be", "appos", sent)
                 for prep in (c for c in tok.children if c.dep_ == "prep" and tok.pos_ == "NOUN"):
                     for pobj in (g for g in prep.children if g.dep_ == "pobj"):

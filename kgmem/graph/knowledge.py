@@ -80,6 +80,7 @@ class KnowledgeGraph:
 
     def commit_view(self) -> None:
         self.view.apply(self.store.take_pending())
+        self.view.generation = self.store.generation
 
     def reset_view(self) -> None:
         self.store.take_pending()
@@ -89,6 +90,11 @@ class KnowledgeGraph:
     @property
     def nx(self) -> nx.MultiDiGraph:
         """The whole graph as a networkx MultiDiGraph (nodes: entity keys)."""
+        gen = self.store.generation
+        if self.view.built and self.view.generation != gen:
+            self.view.invalidate()  # another process changed the graph
+        if not self.view.built:
+            self.view.generation = gen
         return self.view.graph()
 
     def resolve(self, name: str) -> int | None:

@@ -131,6 +131,7 @@ class GraphStore:
         The caller holds the transaction.
         """
         self.conn.execute("INSERT OR IGNORE INTO graph_documents(doc_id) VALUES (?)", (doc_id,))
+        self._bump()
         links = document_aliases(
             (m.key, m.text, m.label) for f in facts for m in f.mentions
         )
@@ -169,9 +170,22 @@ class GraphStore:
                 )
                 self.pending.relations.append((int(cur.lastrowid), ent[r.source], ent[r.target], r.predicate, r.kind, chunk_id))
 
+    def _bump(self) -> None:
+        # Readers in other processes rebuild their graph matrix and view when this moves.
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('graph_generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    @property
+    def generation(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'graph_generation'").fetchone()
+        return int(row[0]) if row else 0
+
     def forget_documents(self, doc_ids: Sequence[str]) -> None:
         """Delete the documents' mentions, relations and aliases, and entities left with no mention."""
         with self.sql.transaction():
+            self._bump()
             for doc_id in doc_ids:
                 chunk_sql = "SELECT id FROM chunks WHERE doc_id = ?"
                 self.pending.removed_relations.extend(
@@ -230,6 +244,7 @@ class GraphStore:
                 )
             self.conn.execute("DELETE FROM aliases WHERE alias_key = ? AND doc_id = ?", (alias_key, doc_id))
             self._prune([merged_into])
+            self._bump()
             # Edges moved between nodes: rebuilding the view is simpler than patching it.
             self.pending = ViewDelta(rebuild=True)
         return True
@@ -271,6 +286,25 @@ class GraphStore:
             "relations": one("SELECT count(*) FROM relations WHERE kind != 'cooc'"),
             "co_occurrences": one("SELECT count(*) FROM relations WHERE kind = 'cooc'"),
         }
+
+    def repair(self) -> dict[str, int]:
+        """Remove what points nowhere (facts of vanished chunks, entities with no mention)."""
+        fixed = {}
+        with self.sql.transaction():
+            for table in ("relations", "mentions"):
+                cur = self.conn.execute(f"DELETE FROM {table} WHERE chunk_id NOT IN (SELECT id FROM chunks)")
+                fixed[f"{table}_of_missing_chunks"] = cur.rowcount
+            cur = self.conn.execute(
+                "DELETE FROM relations WHERE source_id NOT IN (SELECT id FROM entities) "
+                "OR target_id NOT IN (SELECT id FROM entities)")
+            fixed["relations_of_missing_entities"] = cur.rowcount
+            orphans = [r[0] for r in self.conn.execute(
+                "SELECT id FROM entities e WHERE NOT EXISTS (SELECT 1 FROM mentions m WHERE m.entity_id = e.id)")]
+            self._prune(orphans)
+            fixed["entities_without_mentions"] = len(orphans)
+            self._bump()
+        self.pending = ViewDelta(rebuild=True)
+        return fixed
 
     def check(self) -> list[str]:
         problems = []

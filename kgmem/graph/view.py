@@ -19,6 +19,7 @@ class GraphView:
         self.conn = conn
         self._graph: nx.MultiDiGraph | None = None
         self._key_of: dict[int, str] = {}
+        self.generation = -1  # the graph generation the cached view reflects
 
     @property
     def built(self) -> bool:

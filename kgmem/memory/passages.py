@@ -30,6 +30,16 @@ def embedding_text(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
+def chunk_document(doc: Document, embedder: Embedder, config: Config) -> list[NewChunk]:
+    """A document's chunks, sized by the embedder's tokenizer."""
+    limit = min(config.chunk_tokens, embedder.max_tokens)
+    if doc.title:
+        # Every chunk is embedded behind its title: leave the title room (at most a third).
+        title_tokens = len(embedder.token_offsets([doc.title])[0])
+        limit = max(limit - min(title_tokens, limit // 3), 16)
+    return chunk_text(doc.text, embedder.token_offsets, limit, config.chunk_overlap)
+
+
 class PassageStore:
     """Documents, chunks, FTS5 and FAISS in one directory, with the embedder that built them."""
 
@@ -83,13 +93,7 @@ class PassageStore:
 
     # ------------------------------------------------------------------ writing
     def chunk(self, doc: Document) -> list[NewChunk]:
-        emb = self.embedder
-        limit = min(self.config.chunk_tokens, emb.max_tokens)
-        if doc.title:
-            # Every chunk is embedded behind its title: leave the title room (at most a third).
-            title_tokens = len(emb.token_offsets([doc.title])[0])
-            limit = max(limit - min(title_tokens, limit // 3), 16)
-        return chunk_text(doc.text, emb.token_offsets, limit, self.config.chunk_overlap)
+        return chunk_document(doc, self.embedder, self.config)
 
     def embed_chunks(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Vectors for (title, chunk text) pairs."""
@@ -150,6 +154,7 @@ class PassageStore:
         return self.dense_search_vectors(qv, k)
 
     def dense_search_vectors(self, qv: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        self.vectors.maybe_reload()  # another process may have added vectors since
         scores, ids = self.vectors.search(qv, k)
         return [
             [(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]

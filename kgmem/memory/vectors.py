@@ -56,16 +56,41 @@ class VectorIndex:
         self._lock = threading.RLock()
         self.generation = -1
         self.dirty = False
+        self._loaded_state: tuple[int, int] | None = None
         if self.path.exists():
-            index = faiss.read_index(str(self.path))
-            if index.d != dim:
-                raise ValueError(f"{self.path}: vectors have dimension {index.d}, expected {dim}")
-            self.index = index
-            if self.state_path.exists():
-                self.generation = int(json.loads(self.state_path.read_text()).get("generation", -1))
+            self._load()
         else:
             self.index = self._empty()
             self.generation = 0
+
+    def _state_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.state_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> None:
+        stamp = self._state_stamp()
+        index = faiss.read_index(str(self.path))
+        if index.d != self.dim:
+            raise ValueError(f"{self.path}: vectors have dimension {index.d}, expected {self.dim}")
+        self.index = index
+        self.generation = -1
+        if self.state_path.exists():
+            self.generation = int(json.loads(self.state_path.read_text()).get("generation", -1))
+        self._loaded_state = stamp
+
+    def maybe_reload(self) -> bool:
+        """Pick up a vector file another process saved since we read ours (readers only)."""
+        if self.dirty:
+            return False
+        stamp = self._state_stamp()
+        if stamp is None or stamp == self._loaded_state or not self.path.exists():
+            return False
+        with self._lock:
+            self._load()
+        return True
 
     def _empty(self) -> faiss.Index:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
@@ -119,4 +144,5 @@ class VectorIndex:
             atomic_write_bytes(self.path, data)
             state = {"generation": self.generation, "count": len(self)}
             atomic_write_bytes(self.state_path, json.dumps(state).encode())
+            self._loaded_state = self._state_stamp()
             self.dirty = False

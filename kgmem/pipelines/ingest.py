@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..memory.passages import PassageStore
+from ..memory.passages import PassageStore, chunk_document, embedding_text
 from ..memory.store import Document, NewChunk
 from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
 
@@ -106,36 +106,63 @@ def ingest(
     report = IngestReport()
     started = time.perf_counter()
     cfg = passages.config
+    extractor = getattr(graph, "extractor", None) if graph is not None else None
+
+    def progress() -> None:
+        if on_progress:
+            on_progress(Progress(
+                documents=report.added + report.replaced + report.unchanged, chunks=report.chunks,
+                words=report.words, seconds=time.perf_counter() - started, report=report,
+            ))
+
+    batches = _batches(iter_documents(items, options), cfg.docs_per_batch, report)
+    pool = None
     try:
-        batches = _batches(iter_documents(items, options), cfg.docs_per_batch, report)
-        for n, batch in enumerate(batches, 1):
-            _ingest_batch(passages, batch, graph, report)
-            if on_progress:
-                on_progress(
-                    Progress(
-                        documents=report.added + report.replaced + report.unchanged,
-                        chunks=report.chunks,
-                        words=report.words,
-                        seconds=time.perf_counter() - started,
-                        report=report,
-                    )
-                )
-            if n % cfg.checkpoint_batches == 0:
-                passages.save_vectors()
+        if cfg.workers > 1:
+            from .workers import WorkerPool
+
+            pool = WorkerPool(cfg, graph=graph is not None)
+            _run_parallel(passages, graph, batches, report, pool, progress)
+        else:
+            for n, batch in enumerate(batches, 1):
+                work = _classify(passages, graph, batch, report)
+                if work.todo:
+                    prep = prepare_batch(work.todo, passages.embedder, extractor, cfg)
+                    _write_batch(passages, graph, work, prep, report)
+                progress()
+                if n % cfg.checkpoint_batches == 0:
+                    passages.save_vectors()
     except BaseException:
         if graph is not None:
             graph.reset_view()  # a batch may have rolled back: rebuild the view on next use
         raise
     finally:
+        if pool is not None:
+            pool.close()
         # Whatever happened, leave SQLite and FAISS in agreement on disk.
         passages.save_vectors()
         report.seconds = time.perf_counter() - started
     return report
 
 
-def _ingest_batch(
-    passages: PassageStore, batch: list[Document], graph: GraphWriter | None, report: IngestReport
-) -> None:
+@dataclass
+class Work:
+    """A batch after classification: what must be chunked, embedded and extracted."""
+
+    todo: list[Document]
+    replacing: list[str]
+
+
+@dataclass
+class Prepared:
+    """A batch after the compute: chunks, their vectors and (graph on) their facts."""
+
+    chunks: list[list[NewChunk]]
+    vectors: Any
+    facts: list[Any] | None
+
+
+def _classify(passages: PassageStore, graph: GraphWriter | None, batch: list[Document], report: IngestReport) -> Work:
     for doc in batch:
         finalize(doc)
     # Within one batch the last version of an id wins.
@@ -143,7 +170,7 @@ def _ingest_batch(
     for doc in batch:
         unique[doc.id] = doc
     known = passages.sql.document_hashes(list(unique))
-    todo: list[tuple[Document, list[NewChunk]]] = []
+    todo: list[Document] = []
     replacing: list[str] = []
     unchanged: list[str] = []
     for doc in unique.values():
@@ -156,46 +183,98 @@ def _ingest_batch(
             continue
         if doc.id in known:
             replacing.append(doc.id)
-        todo.append((doc, passages.chunk(doc)))
+        todo.append(doc)
     if graph is not None and unchanged:
-        _backfill_graph(passages, graph, graph.missing(unchanged))
-    if not todo:
-        return
+        backfill_graph(passages, graph, graph.missing(unchanged))
+    return Work(todo, replacing)
 
-    pairs = [(doc.title, ch.text) for doc, chunks in todo for ch in chunks]
-    vectors = passages.embed_chunks(pairs)
-    facts = graph.extract([t for _, t in pairs]) if graph is not None else None
 
+def prepare_batch(docs: list[Document], embedder: Any, extractor: Any, config: Any) -> Prepared:
+    """The compute of a batch — chunk, embed, extract — with no store access (runs in workers)."""
+    chunks = [chunk_document(doc, embedder, config) for doc in docs]
+    pairs = [(doc.title, ch.text) for doc, cs in zip(docs, chunks) for ch in cs]
+    vectors = embedder.embed([embedding_text(t, x) for t, x in pairs])
+    facts = extractor.extract([x for _, x in pairs]) if extractor is not None else None
+    return Prepared(chunks, vectors, facts)
+
+
+def _write_batch(
+    passages: PassageStore, graph: GraphWriter | None, work: Work, prep: Prepared, report: IngestReport
+) -> None:
     new_ids: list[int] = []
     with passages.sql.transaction():
-        if replacing:
+        if work.replacing:
             if graph is not None:
-                graph.forget_documents(replacing)
-            removed = passages.sql.delete_documents(replacing)
+                graph.forget_documents(work.replacing)
+            removed = passages.sql.delete_documents(work.replacing)
         else:
             removed = []
         offset = 0
-        for doc, chunks in todo:
+        for doc, chunks in zip(work.todo, prep.chunks):
             ids = passages.sql.add_document(doc, chunks)
-            if graph is not None and facts is not None:
+            if graph is not None and prep.facts is not None:
                 located = [(cid, ch.start) for cid, ch in zip(ids, chunks)]
-                graph.write(doc.id, located, facts[offset : offset + len(ids)])
+                graph.write(doc.id, located, prep.facts[offset : offset + len(ids)])
             offset += len(ids)
             new_ids.extend(ids)
         generation = passages.sql.bump_generation()
     if graph is not None:
         graph.commit_view()
     passages.vectors.remove(removed)
-    passages.vectors.add(new_ids, vectors)
+    passages.vectors.add(new_ids, prep.vectors)
     passages.vectors.generation = generation
 
-    report.replaced += len(replacing)
-    report.added += len(todo) - len(replacing)
+    report.replaced += len(work.replacing)
+    report.added += len(work.todo) - len(work.replacing)
     report.chunks += len(new_ids)
-    report.words += sum(len(doc.text.split()) for doc, _ in todo)
+    report.words += sum(len(doc.text.split()) for doc in work.todo)
 
 
-def _backfill_graph(passages: PassageStore, graph: GraphWriter, doc_ids: list[str]) -> None:
+def _run_parallel(
+    passages: PassageStore, graph: GraphWriter | None, batches: Iterable[list[Document]],
+    report: IngestReport, pool: Any, progress: Callable[[], None],
+) -> None:
+    """Workers chunk, embed and extract; this process classifies and writes, in order.
+
+    A few batches are kept in flight so that both cores stay busy while SQLite and FAISS
+    take each finished batch. A document id already in flight waits for its first
+    version to be written, so the hash check of the second sees it.
+    """
+    from collections import deque
+
+    in_flight: deque[tuple[Work, Any]] = deque()
+    flying_ids: set[str] = set()
+    written = 0
+
+    def write_oldest() -> None:
+        nonlocal written
+        work, handle = in_flight.popleft()
+        _write_batch(passages, graph, work, handle.get(), report)
+        flying_ids.difference_update(d.id for d in work.todo)
+        written += 1
+        progress()
+        if written % passages.config.checkpoint_batches == 0:
+            passages.save_vectors()
+
+    for batch in batches:
+        ids = {finalize(d).id for d in batch}
+        while in_flight and ids & flying_ids:
+            write_oldest()
+        work = _classify(passages, graph, batch, report)
+        if not work.todo:
+            progress()
+            continue
+        for part in pool.split(work.todo):
+            sub = Work(part, [d.id for d in part if d.id in set(work.replacing)])
+            in_flight.append((sub, pool.submit(part)))
+            flying_ids.update(d.id for d in part)
+        while len(in_flight) > 2 * pool.size or (in_flight and in_flight[0][1].ready()):
+            write_oldest()
+    while in_flight:
+        write_oldest()
+
+
+def backfill_graph(passages: PassageStore, graph: GraphWriter, doc_ids: list[str]) -> None:
     """Extract facts for stored documents that have none (stored with the graph off)."""
     if not doc_ids:
         return
@@ -203,6 +282,7 @@ def _backfill_graph(passages: PassageStore, graph: GraphWriter, doc_ids: list[st
     facts = graph.extract([c.text for d in doc_ids for c in stored[d]])
     offset = 0
     with passages.sql.transaction():
+        graph.forget_documents(doc_ids)  # a partial extraction (repair) is replaced, never doubled
         for d in doc_ids:
             chunks = stored[d]
             graph.write(d, [(c.id, c.start) for c in chunks], facts[offset : offset + len(chunks)])

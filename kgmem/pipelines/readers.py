@@ -28,8 +28,8 @@ class ReaderOptions:
     title_field: str = "title"
     text_field: str = "text"
     glob: str | None = None
-    # Larger inputs are refused rather than read whole into memory.
-    max_file_bytes: int = 200 * 1024 * 1024
+    # Larger inputs (files, JSONL records) are refused rather than read whole into memory.
+    max_file_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass
@@ -140,8 +140,20 @@ def read_pdf(path: Path, options: ReaderOptions, notices: list[Notice]) -> Docum
 
 def read_jsonl(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iterator[Document | Failure]:
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
+        lineno = 0
+        while True:
+            # Read at most the size limit (+1 byte) of a line: a giant record is
+            # reported, not loaded.
+            raw = fh.readline(options.max_file_bytes + 1)
+            if not raw:
+                break
+            lineno += 1
             where = f"{path}:{lineno}"
+            if len(raw) > options.max_file_bytes:
+                while raw and not raw.endswith(b"\n"):
+                    raw = fh.readline(options.max_file_bytes + 1)
+                yield Failure(where, f"record over the {options.max_file_bytes / 2**20:.0f} MiB limit")
+                continue
             if not raw.strip():
                 continue
             try:

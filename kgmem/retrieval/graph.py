@@ -104,7 +104,7 @@ class GraphRetriever:
         self._lock = threading.Lock()
 
     def matrix(self) -> _Matrix:
-        gen = self.sql.generation
+        gen = self.graph.store.generation
         with self._lock:
             if self._matrix is None or self._generation != gen:
                 self._matrix = _Matrix(self.sql, self.settings.relation_weight)

@@ -1,0 +1,67 @@
+"""Worker processes for ingest: each loads the embedder and spaCy once, with one thread,
+and turns batches of documents into chunks, vectors and facts.
+
+On 2 cores, two single-threaded workers that each embed *and* parse beat one process
+that embeds on two threads and then parses on one: spaCy barely uses a second core,
+and torch gains little from it (see README "Speed"). SQLite and FAISS writes stay in
+the parent, so there is still one writer.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Any
+
+from ..config import Config
+from ..memory.store import Document
+
+_STATE: dict[str, Any] = {}
+
+
+def _init(config_json: str, graph: bool) -> None:
+    import json
+
+    os.environ["KGMEM_THREADS"] = "1"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import faiss
+    import torch
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    from ..graph.extract import Extractor, load_spacy
+    from ..memory.embedder import SentenceTransformerEmbedder
+
+    cfg = Config.from_dict(json.loads(config_json)).replace(threads=1)
+    _STATE["config"] = cfg
+    _STATE["embedder"] = SentenceTransformerEmbedder(cfg.embedder, batch_size=cfg.embed_batch_size, threads=1)
+    _STATE["extractor"] = Extractor(load_spacy(cfg.spacy_model)) if graph else None
+
+
+def _prepare(docs: list[Document]) -> Any:
+    from .ingest import prepare_batch
+
+    return prepare_batch(docs, _STATE["embedder"], _STATE["extractor"], _STATE["config"])
+
+
+class WorkerPool:
+    def __init__(self, config: Config, graph: bool):
+        self.size = max(1, int(config.workers))
+        # spawn, not fork: torch's thread pools do not survive a fork.
+        ctx = mp.get_context("spawn")
+        self.pool = ctx.Pool(self.size, initializer=_init, initargs=(config.to_json(), graph))
+        self._closed = False
+
+    def split(self, docs: list[Document]) -> list[list[Document]]:
+        n = min(self.size, len(docs))
+        step = -(-len(docs) // n)
+        return [docs[i : i + step] for i in range(0, len(docs), step)]
+
+    def submit(self, docs: list[Document]) -> Any:
+        return self.pool.apply_async(_prepare, (docs,))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.terminate()
+        self.pool.join()
