@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +60,12 @@ def handle_errors(fn: Callable) -> Callable:
             if debug:
                 raise
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except sqlite3.Error as exc:
+            if debug:
+                raise
+            click.echo(f"Error: the store's database failed: {exc} (try `kgmem check --repair`; "
+                       "--debug shows the traceback)", err=True)
             sys.exit(1)
 
     return wrapper

@@ -10,6 +10,9 @@ from typing import Any
 # Settings that fix what is *in* the store: changing them on an existing store
 # would mix incompatible vectors or chunkings, so opening with a different value fails.
 STRUCTURAL = ("embedder", "embedding_dim", "chunk_tokens", "chunk_overlap")
+# Settings of the machine and process, not of the store: always this process's own
+# (from the environment), whatever the process that built the store used.
+RUNTIME = ("threads", "workers", "writer_wait")
 
 
 def _env_int(name: str, default: int) -> int:

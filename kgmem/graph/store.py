@@ -214,6 +214,14 @@ class GraphStore:
             )]
             if orphans:
                 omarks = ",".join("?" * len(orphans))
+                # Relations always touch mentioned entities; a damaged store may not (repair).
+                gone = self.conn.execute(
+                    f"SELECT id, source_id, target_id FROM relations WHERE source_id IN ({omarks}) "
+                    f"OR target_id IN ({omarks})", orphans + orphans).fetchall()
+                if gone:
+                    self.pending.removed_relations.extend(tuple(r) for r in gone)
+                    self.conn.execute(f"DELETE FROM relations WHERE id IN ({','.join('?' * len(gone))})",
+                                      [r[0] for r in gone])
                 self.conn.execute(f"DELETE FROM aliases WHERE entity_id IN ({omarks})", orphans)
                 self.conn.execute(f"DELETE FROM entities WHERE id IN ({omarks})", orphans)
                 self.pending.removed_entities.extend(orphans)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import STRUCTURAL, Config
+from ..config import RUNTIME, STRUCTURAL, Config
 from ..errors import StoreMismatchError
 from .chunker import chunk_text
 from .embedder import Embedder, shared_embedder
@@ -75,7 +75,8 @@ class PassageStore:
             # Non-structural settings (threads, batch sizes, answering) follow the caller.
             return asked
         # Runtime-only settings come from this process, not from whoever built the store.
-        return on_disk.replace(threads=Config().threads)
+        here = Config()
+        return on_disk.replace(**{name: getattr(here, name) for name in RUNTIME})
 
     @property
     def embedder(self) -> Embedder:
