@@ -314,32 +314,30 @@ class GraphStore:
         self.pending = ViewDelta(rebuild=True)
         return fixed
 
+    # (query counting a kind of damage, what to call it)
+    CHECKS = (
+        ("SELECT count(*) FROM entities e WHERE NOT EXISTS (SELECT 1 FROM mentions m WHERE m.entity_id = e.id)",
+         "entities have no mention"),
+        ("SELECT count(*) FROM mentions WHERE chunk_id NOT IN (SELECT id FROM chunks)",
+         "mentions point at deleted chunks"),
+        ("SELECT count(*) FROM relations WHERE chunk_id NOT IN (SELECT id FROM chunks)",
+         "relations point at deleted chunks"),
+        ("SELECT count(*) FROM relations WHERE source_id NOT IN (SELECT id FROM entities) "
+         "OR target_id NOT IN (SELECT id FROM entities)", "relations point at missing entities"),
+        ("SELECT count(*) FROM mentions WHERE entity_id NOT IN (SELECT id FROM entities)",
+         "mentions point at missing entities"),
+        ("SELECT count(*) FROM aliases WHERE entity_id NOT IN (SELECT id FROM entities)",
+         "aliases point at missing entities"),
+        ("SELECT count(*) FROM mentions m JOIN chunks c ON c.id = m.chunk_id WHERE m.start < c.start OR m.end > c.end",
+         "mentions lie outside their chunk"),
+    )
+
     def check(self) -> list[str]:
         problems = []
-        q = lambda sql: int(self.conn.execute(sql).fetchone()[0])  # noqa: E731
-        n = q("SELECT count(*) FROM entities e WHERE NOT EXISTS (SELECT 1 FROM mentions m WHERE m.entity_id = e.id)")
-        if n:
-            problems.append(f"{n} entities have no mention")
-        n = q("SELECT count(*) FROM mentions WHERE chunk_id NOT IN (SELECT id FROM chunks)")
-        if n:
-            problems.append(f"{n} mentions point at deleted chunks")
-        n = q("SELECT count(*) FROM relations WHERE chunk_id NOT IN (SELECT id FROM chunks)")
-        if n:
-            problems.append(f"{n} relations point at deleted chunks")
-        n = q("SELECT count(*) FROM relations WHERE source_id NOT IN (SELECT id FROM entities) "
-              "OR target_id NOT IN (SELECT id FROM entities)")
-        if n:
-            problems.append(f"{n} relations point at missing entities")
-        n = q("SELECT count(*) FROM mentions WHERE entity_id NOT IN (SELECT id FROM entities)")
-        if n:
-            problems.append(f"{n} mentions point at missing entities")
-        n = q("SELECT count(*) FROM aliases WHERE entity_id NOT IN (SELECT id FROM entities)")
-        if n:
-            problems.append(f"{n} aliases point at missing entities")
-        n = q("SELECT count(*) FROM mentions m JOIN chunks c ON c.id = m.chunk_id "
-              "WHERE m.start < c.start OR m.end > c.end")
-        if n:
-            problems.append(f"{n} mentions lie outside their chunk")
+        for sql, what in self.CHECKS:
+            n = int(self.conn.execute(sql).fetchone()[0])
+            if n:
+                problems.append(f"{n} {what}")
         return problems
 
     def take_pending(self) -> ViewDelta:
