@@ -24,16 +24,17 @@ def hits_text(hits: list[Hit], width: int = 160) -> str:
 
 
 def sources_text(answer: Answer, width: int = 120) -> str:
-    """The numbered sources under an answer: cited ones first, marked with *."""
-    cited = {c.n for c in answer.citations}
+    """The numbered sources under an answer: cited ones (*) with the supporting words,
+    then the other passages that were in the context. (:sources shows everything.)"""
+    cited = {c.n: c for c in answer.citations}
     lines = []
     for src in answer.context.sources if answer.context else []:
+        if src.n not in cited and not src.packed:
+            continue  # behind a fact that the answer did not use
         mark = "*" if src.n in cited else " "
-        title = src.title or src.doc_id
-        lines.append(f"{mark}[{src.n}] {title} — {src.doc_id} [{src.start}:{src.end}]")
+        lines.append(f"{mark}[{src.n}] {src.title or src.doc_id} — {src.doc_id} [{src.start}:{src.end}]")
         if src.n in cited:
-            quote = next(c.quote for c in answer.citations if c.n == src.n)
-            lines.append("      " + shorten(quote, width))
+            lines.append("      " + shorten(cited[src.n].quote, width))
     return "\n".join(lines) if lines else "(no sources)"
 
 

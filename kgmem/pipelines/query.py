@@ -152,6 +152,12 @@ def prepare(
     facts = facts_for(graph, [e.entity_id for e in linked])
     packer = Packer(backend.count_tokens, window or backend.context_window, answer_tokens, render=backend.render)
     context = packer.pack(question, hits, facts)
+    untitled = [s for s in context.sources if not s.title]
+    if untitled:  # sources cited only through a fact: name them for the reader
+        found = searcher.passages.chunks([s.chunk_id for s in untitled])
+        for src in untitled:
+            if src.chunk_id in found:
+                src.title, src.source = found[src.chunk_id].title, found[src.chunk_id].source
     timings["pack"] = time.perf_counter() - t1
     return Prepared(hits, list(linked), context, timings)
 
