@@ -155,3 +155,17 @@ def test_vectors_behind_sqlite_are_repaired_on_open(tmp_path, embedder, wiki_rec
         assert hit.doc_id == wiki_records[15]["id"]
         vec = mem.passages.vectors.reconstruct(hit.chunk_id)
         assert np.isclose(np.linalg.norm(vec), 1.0, atol=1e-3)
+
+
+def test_an_older_store_is_migrated_on_open(tmp_path, embedder, extractor, wiki_records):
+    """A store from before graph migration 0002 gets it applied, and its graph backfilled."""
+    with Memory(tmp_path / "s", embedder=embedder, extractor=extractor) as mem:
+        mem.ingest(wiki_records[:5])
+        conn = mem.passages.sql.conn
+        conn.execute("DROP TABLE graph_documents")
+        conn.execute("DELETE FROM migrations WHERE component = 'graph' AND name = '0002_graph_documents'")
+    with Memory(tmp_path / "s", embedder=embedder, extractor=extractor) as mem:
+        names = {r[0] for r in mem.passages.sql.conn.execute("SELECT name FROM migrations WHERE component = 'graph'")}
+        assert "0002_graph_documents" in names
+        assert mem.graph.missing([r["id"] for r in wiki_records[:5]]) == []
+        assert mem.check() == []
