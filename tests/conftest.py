@@ -58,3 +58,19 @@ def wiki_memory(tmp_path_factory, embedder, extractor, wiki_records):
     assert report.added == len(wiki_records) and not report.failed
     yield mem
     mem.close()
+
+
+def corpus_lines(n: int) -> list[str]:
+    """n JSONL passages: the shared MuSiQue corpus when it is beside the repo, else the
+    shipped 300 repeated under new ids (real text either way)."""
+    source = BENCH / "corpus.jsonl"
+    lines = source.read_text(encoding="utf-8").splitlines() if source.exists() else []
+    if len(lines) >= n:
+        return lines[:n]
+    base = [json.loads(line) for line in (DATA / "wiki-300.jsonl").open(encoding="utf-8")]
+    out = []
+    for i in range(n):
+        rec = dict(base[i % len(base)])
+        rec["id"] = f"{rec['id']}-{i // len(base)}"
+        out.append(json.dumps(rec, ensure_ascii=False))
+    return out

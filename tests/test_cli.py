@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .conftest import DATA
+from .conftest import DATA, corpus_lines
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": os.environ.get("KGMEM_THREADS", "2"), "PYTHONUNBUFFERED": "1"}
 
@@ -80,10 +80,7 @@ def test_errors_are_one_line(tmp_path):
 
 
 def test_interrupted_ingest_resumes_with_exact_counts(tmp_path):
-    records = (Path(__file__).resolve().parents[2] / "shared" / "bench" / "musique" / "corpus.jsonl")
-    if not records.exists():
-        records = DATA / "wiki-300.jsonl"
-    lines = records.read_text(encoding="utf-8").splitlines()[:600]
+    lines = corpus_lines(600)
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     store = tmp_path / "s"

@@ -15,7 +15,7 @@ import pytest
 from kgmem import Memory
 from kgmem.memory.lock import WriterLock
 
-from .conftest import DATA
+from .conftest import DATA, corpus_lines
 from .pdfgen import write_pdf
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -33,9 +33,7 @@ def store_state(store: Path) -> dict:
 
 
 def test_sigkill_at_random_points_then_rerun_gives_exact_counts(tmp_path):
-    bench = Path(__file__).resolve().parents[2] / "shared" / "bench" / "musique" / "corpus.jsonl"
-    source = bench if bench.exists() else DATA / "wiki-300.jsonl"
-    lines = source.read_text(encoding="utf-8").splitlines()[:700]
+    lines = corpus_lines(700)
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     store = tmp_path / "s"
