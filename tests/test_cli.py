@@ -84,8 +84,11 @@ def test_interrupted_ingest_resumes_with_exact_counts(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     store = tmp_path / "s"
+    # A shell that runs this suite in the background leaves SIGINT ignored in its children;
+    # give the ingest the default disposition, so that Python turns Ctrl-C into KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Wait for the first committed batch (a progress line), then press Ctrl-C.
     assert proc.stderr is not None
     first = proc.stderr.readline()
