@@ -13,8 +13,7 @@ from .memory.passages import PassageStore
 from .memory.store import Document
 from .pipelines.ingest import IngestReport, Progress, ingest
 from .pipelines.llm import Backend, make_backend
-from .pipelines.query import Answer, OnToken, Prepared, prepare
-from .pipelines.query import ask as ask_pipeline
+from .pipelines.query import Answer, OnToken, Prepared, answer, prepare
 from .pipelines.readers import ReaderOptions
 from .retrieval.search import Searcher
 from .retrieval.types import Hit
@@ -141,11 +140,8 @@ class Memory:
         """Answer from memory: retrieve passages and graph facts, pack them into the
         model's window (or `budget` tokens), generate, and resolve the [n] citations."""
         backend = self.backend(llm)
-        return ask_pipeline(
-            self._searcher, self.graph, backend, question,
-            k=k or self.config.search_k, mode=mode, window=budget,
-            answer_tokens=self.config.answer_tokens, on_token=on_token,
-        )
+        prepared = self.context(question, k=k, budget=budget, llm=backend, mode=mode)
+        return answer(prepared, backend, question, answer_tokens=self.config.answer_tokens, on_token=on_token)
 
     def context(
         self, question: str, k: int | None = None, budget: int | None = None, llm: str | Backend | None = None,

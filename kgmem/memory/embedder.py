@@ -92,9 +92,6 @@ class SentenceTransformerEmbedder:
         encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
         return [list(enc.offsets) for enc in encodings]
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(spans) for spans in self.token_offsets(texts)]
-
 
 _LOADED: dict[tuple[str, int], SentenceTransformerEmbedder] = {}
 

@@ -93,9 +93,6 @@ class PassageStore:
         return emb
 
     # ------------------------------------------------------------------ writing
-    def chunk(self, doc: Document) -> list[NewChunk]:
-        return chunk_document(doc, self.embedder, self.config)
-
     def embed_chunks(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Vectors for (title, chunk text) pairs."""
         return self.embedder.embed([embedding_text(t, x) for t, x in pairs])

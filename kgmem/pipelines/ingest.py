@@ -20,6 +20,8 @@ from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_doc
 class GraphWriter(Protocol):
     """What ingest needs of the graph layer (kgmem.graph.KnowledgeGraph provides it)."""
 
+    extractor: Any  # has extract(texts) -> facts; loaded on first use
+
     def extract(self, texts: list[str]) -> list[Any]: ...
 
     def write(self, doc_id: str, chunks: list[tuple[int, int]], facts: list[Any]) -> None: ...
@@ -106,7 +108,6 @@ def ingest(
     report = IngestReport()
     started = time.perf_counter()
     cfg = passages.config
-    extractor = getattr(graph, "extractor", None) if graph is not None else None
 
     def progress() -> None:
         if on_progress:
@@ -121,12 +122,15 @@ def ingest(
         if cfg.workers > 1:
             from .workers import WorkerPool
 
-            pool = WorkerPool(cfg, graph=graph is not None)
+            # Started on the first batch with work: re-running over unchanged input
+            # should not pay for loading the models in every worker.
+            pool = WorkerPool.lazy(cfg, graph=graph is not None)
             _run_parallel(passages, graph, batches, report, pool, progress)
         else:
             for n, batch in enumerate(batches, 1):
                 work = _classify(passages, graph, batch, report)
                 if work.todo:
+                    extractor = graph.extractor if graph is not None else None
                     prep = prepare_batch(work.todo, passages.embedder, extractor, cfg)
                     _write_batch(passages, graph, work, prep, report)
                 progress()

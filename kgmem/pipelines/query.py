@@ -162,27 +162,16 @@ def prepare(
     return Prepared(hits, list(linked), context, timings)
 
 
-def ask(
-    searcher: Searcher,
-    graph: KnowledgeGraph,
-    backend: Backend,
-    question: str,
-    *,
-    k: int = 8,
-    mode: str = "auto",
-    window: int | None = None,
-    answer_tokens: int = 256,
-    on_token: OnToken | None = None,
-) -> Answer:
-    t0 = time.perf_counter()
-    prep = prepare(searcher, graph, backend, question, k=k, mode=mode, window=window, answer_tokens=answer_tokens)
+def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: int = 256,
+           on_token: OnToken | None = None) -> Answer:
+    """Generate from a prepared context and resolve the [n] citations."""
     context, timings = prep.context, prep.timings
-    t2 = time.perf_counter()
+    t0 = time.perf_counter()
     text = backend.answer(question, context, answer_tokens, on_token)
-    timings["generate"] = time.perf_counter() - t2
+    timings["generate"] = time.perf_counter() - t0
     if not CITATION.search(text):
         text = attribute(text, context)
-    timings["total"] = time.perf_counter() - t0
+    timings["total"] = timings["retrieve"] + timings["pack"] + timings["generate"]
     included = set(context.report.included)
     return Answer(
         question=question,

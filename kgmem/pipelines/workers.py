@@ -44,12 +44,21 @@ def _prepare(docs: list[Document]) -> Any:
 
 
 class WorkerPool:
-    def __init__(self, config: Config, graph: bool):
+    def __init__(self, config: Config, graph: bool, start: bool = True):
         self.size = max(1, int(config.workers))
+        self._args = (config.to_json(), graph)
+        self._pool: Any = None
+        if start:
+            self._start()
+
+    @classmethod
+    def lazy(cls, config: Config, graph: bool) -> "WorkerPool":
+        """A pool whose processes start with the first submitted batch."""
+        return cls(config, graph, start=False)
+
+    def _start(self) -> None:
         # spawn, not fork: torch's thread pools do not survive a fork.
-        ctx = mp.get_context("spawn")
-        self.pool = ctx.Pool(self.size, initializer=_init, initargs=(config.to_json(), graph))
-        self._closed = False
+        self._pool = mp.get_context("spawn").Pool(self.size, initializer=_init, initargs=self._args)
 
     def split(self, docs: list[Document]) -> list[list[Document]]:
         n = min(self.size, len(docs))
@@ -57,11 +66,12 @@ class WorkerPool:
         return [docs[i : i + step] for i in range(0, len(docs), step)]
 
     def submit(self, docs: list[Document]) -> Any:
-        return self.pool.apply_async(_prepare, (docs,))
+        if self._pool is None:
+            self._start()
+        return self._pool.apply_async(_prepare, (docs,))
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.pool.terminate()
-        self.pool.join()
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
