@@ -169,3 +169,31 @@ def test_an_older_store_is_migrated_on_open(tmp_path, embedder, extractor, wiki_
         assert "0002_graph_documents" in names
         assert mem.graph.missing([r["id"] for r in wiki_records[:5]]) == []
         assert mem.check() == []
+
+
+def test_large_store_switches_to_ivf_and_keeps_every_guarantee(tmp_path, embedder, wiki_records, wiki_questions):
+    """Past ann_threshold the vectors move to IVF when saved: same ids, deletes still work,
+    reopen reads IVF, and with every cell probed it ranks like exact search."""
+    config = Config(ann_threshold=150, ann_nprobe=4)
+    with Memory(tmp_path / "s", config=config, embedder=embedder) as mem:
+        mem.ingest(wiki_records[:200])
+    with Memory(tmp_path / "s", config=config, embedder=embedder) as mem:
+        vectors = mem.passages.vectors
+        assert vectors.kind == "ivf" and len(vectors) == mem.stats()["chunks"]
+        ids = vectors.ids()
+        assert sorted(ids.tolist()) == sorted(mem.passages.sql.chunk_ids())
+        matrix = vectors.vectors(ids)
+        queries = embedder.embed([q["question"] for q in wiki_questions])
+        scores, found = vectors.search(queries, 5, nprobe=vectors.index.nlist)
+        exact = np.sort(queries @ matrix.T, axis=1)[:, ::-1][:, :5]
+        np.testing.assert_allclose(scores, exact, atol=1e-5)
+        victim = wiki_records[3]["id"]
+        mem.delete(victim)
+        assert all(h.doc_id != victim for h in mem.search(wiki_records[3]["text"][:200], k=20, mode="dense"))
+        assert mem.check() == []
+    # shrinking well below the threshold goes back to exact search
+    small = Config(ann_threshold=100_000)
+    with Memory(tmp_path / "s", config=small, embedder=embedder) as mem:
+        mem.delete(wiki_records[4]["id"])
+    with Memory(tmp_path / "s", config=small, embedder=embedder) as mem:
+        assert mem.passages.vectors.kind == "flat" and mem.check() == []

@@ -13,7 +13,7 @@ from ..errors import StoreMismatchError
 from .chunker import chunk_text
 from .embedder import Embedder, shared_embedder
 from .store import Chunk, Document, NewChunk, SQLiteStore
-from .vectors import VectorIndex
+from .vectors import IndexSettings, VectorIndex
 
 log = logging.getLogger("kgmem")
 
@@ -53,7 +53,10 @@ class PassageStore:
         self.sql = SQLiteStore(self.directory)
         self.config = self._settle_config(config)
         self._embedder = embedder
-        self.vectors = VectorIndex(self.directory, self.config.embedding_dim)
+        self.vectors = VectorIndex(
+            self.directory, self.config.embedding_dim,
+            IndexSettings(ann_threshold=self.config.ann_threshold, nprobe=self.config.ann_nprobe),
+        )
 
     # ------------------------------------------------------------------ config
     def _settle_config(self, asked: Config | None) -> Config:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -45,23 +46,50 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-class VectorIndex:
-    """Exact inner-product search over L2-normalised vectors (cosine), ids = chunk ids."""
+@dataclass
+class IndexSettings:
+    # Exact search below this many vectors; an IVF index (inverted lists over k-means
+    # cells) above it. Exact search is ~10 ms at 100k vectors here, ~100 ms at 1M.
+    ann_threshold: int = 200_000
+    # Cells searched per query: the recall/latency dial (README "Speed" has the curve).
+    nprobe: int = 32
+    # Retrain the cells when the index has grown this much since they were trained.
+    retrain_growth: float = 4.0
 
-    def __init__(self, directory: Path, dim: int):
+
+def ivf_cells(n: int) -> int:
+    """Number of IVF cells for n vectors: ~4 sqrt(n), a power of two (FAISS's usual rule)."""
+    return int(2 ** round(np.log2(max(4 * np.sqrt(max(n, 1)), 64))))
+
+
+class VectorIndex:
+    """Inner-product search over L2-normalised vectors (cosine), ids = chunk ids.
+
+    Two layouts: exact (IndexIDMap2 over IndexFlatIP) while small, IVF-Flat (with a
+    hash-table id map, so deletes and reconstruct work) once the store passes
+    `ann_threshold` vectors. The layout is picked when the index is saved.
+    """
+
+    def __init__(self, directory: Path, dim: int, settings: IndexSettings | None = None):
         self.directory = Path(directory)
         self.dim = dim
+        self.settings = settings or IndexSettings()
         self.path = self.directory / INDEX_NAME
         self.state_path = self.directory / STATE_NAME
         self._lock = threading.RLock()
         self.generation = -1
         self.dirty = False
+        self.trained_on = 0  # vectors in the store when the IVF cells were trained
         self._loaded_state: tuple[int, int] | None = None
         if self.path.exists():
             self._load()
         else:
             self.index = self._empty()
             self.generation = 0
+
+    @property
+    def kind(self) -> str:
+        return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
 
     def _state_stamp(self) -> tuple[int, int] | None:
         try:
@@ -75,10 +103,15 @@ class VectorIndex:
         index = faiss.read_index(str(self.path))
         if index.d != self.dim:
             raise ValueError(f"{self.path}: vectors have dimension {index.d}, expected {self.dim}")
+        if isinstance(index, faiss.IndexIVF):
+            index.nprobe = self.settings.nprobe
         self.index = index
         self.generation = -1
+        self.trained_on = 0
         if self.state_path.exists():
-            self.generation = int(json.loads(self.state_path.read_text()).get("generation", -1))
+            state = json.loads(self.state_path.read_text())
+            self.generation = int(state.get("generation", -1))
+            self.trained_on = int(state.get("trained_on", 0))
         self._loaded_state = stamp
 
     def maybe_reload(self) -> bool:
@@ -99,7 +132,19 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        if self.kind == "flat":
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        lists = self.index.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(lists.nlist) if lists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        return self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
         if len(ids) == 0:
@@ -117,7 +162,7 @@ class VectorIndex:
             self.dirty = True
         return removed
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Returns (scores, ids), each (n_queries, k); missing slots have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim == 1:
@@ -127,10 +172,47 @@ class VectorIndex:
             if len(self) == 0:
                 n = queries.shape[0]
                 return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+            if self.kind == "ivf":
+                params = faiss.SearchParametersIVF(nprobe=nprobe or self.settings.nprobe)
+                return self.index.search(queries, k, params=params)
             return self.index.search(queries, k)
 
     def reconstruct(self, chunk_id: int) -> np.ndarray:
         return self.index.reconstruct(int(chunk_id))
+
+    # ------------------------------------------------------------------ layout
+    def wanted_layout(self) -> str | None:
+        """The layout this index should move to now, or None to keep it."""
+        n, s = len(self), self.settings
+        if self.kind == "flat":
+            return "ivf" if n >= s.ann_threshold else None
+        if n < s.ann_threshold // 2:
+            return "flat"  # shrank well below the threshold: exact is cheap again
+        if self.trained_on and n >= s.retrain_growth * self.trained_on:
+            return "ivf"  # cells trained on a quarter of today's data: retrain
+        return None
+
+    def relayout(self, kind: str, seed: int = 0) -> None:
+        """Rebuild as `kind` ("flat" or "ivf") from the vectors held now."""
+        with self._lock:
+            ids = self.ids()
+            data = self.vectors(ids)
+            if kind == "flat":
+                index = self._empty()
+            else:
+                nlist = ivf_cells(len(ids))
+                index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+                index.set_direct_map_type(faiss.DirectMap.Hashtable)
+                index.cp.min_points_per_centroid = 1  # small test stores: no warning spam
+                # 64 points per cell is plenty for k-means; more only costs training time.
+                rng = np.random.default_rng(seed)
+                sample = rng.choice(len(ids), size=min(len(ids), 64 * nlist), replace=False)
+                index.train(data[np.sort(sample)])
+                index.nprobe = self.settings.nprobe
+                self.trained_on = len(ids)
+            index.add_with_ids(data, ids)
+            self.index = index
+            self.dirty = True
 
     def save(self) -> None:
         """Write the index, then the store generation its content reflects; both atomically.
@@ -140,9 +222,18 @@ class VectorIndex:
         number, and the next open reconciles.
         """
         with self._lock:
-            data = faiss.serialize_index(self.index).tobytes()
-            atomic_write_bytes(self.path, data)
-            state = {"generation": self.generation, "count": len(self)}
+            layout = self.wanted_layout()
+            if layout is not None:
+                self.relayout(layout)
+            # write_index streams to the file: no second in-memory copy of a 1.5 GB index.
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            faiss.write_index(self.index, str(tmp))
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.directory)
+            state = {"generation": self.generation, "count": len(self), "kind": self.kind,
+                     "trained_on": self.trained_on}
             atomic_write_bytes(self.state_path, json.dumps(state).encode())
             self._loaded_state = self._state_stamp()
             self.dirty = False

@@ -8,15 +8,18 @@ The restart vector holds the question's entities (hubs damped by 1/log degree) a
 the top dense passages, weighted by their scores, as HippoRAG 2 does; chunks are
 ranked by the mass they collect. A chunk two or three hops away — sharing no word
 with the question but an entity with a passage that does — gets mass this way.
-The matrix is built from the tables once per store generation and cached; a query
-is a few sparse mat-vecs, not a Python loop over the graph.
+The matrix is built from the tables once per graph generation and cached in memory
+and on disk; a query is a local push from the restart nodes, whose cost does not
+grow with the corpus.
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +34,10 @@ _WORD = re.compile(r"[\w'\u2019.-]+", re.UNICODE)
 @dataclass
 class GraphSettings:
     damping: float = 0.5  # probability of following an edge (HippoRAG uses 0.5)
-    iterations: int = 30
+    iterations: int = 30  # hops the walk may take from the restart nodes
+    # A node spreads its mass only while it holds >= push_epsilon per edge (local PPR):
+    # bounds a query's work by iterations / push_epsilon edge visits at any corpus size.
+    push_epsilon: float = 1e-5
     dense_seeds: int = 5  # top dense passages that join the restart vector
     # Their restart mass next to the question entities' (which sum to 1): the walk starts
     # mostly from what the question names, a little from what dense search found.
@@ -53,34 +59,81 @@ class GraphRanking:
     linked: list[LinkedEntity] = field(default_factory=list)
 
 
-class _Matrix:
-    """Column-stochastic transition matrix over [entities | chunks], with id maps."""
+def _fetch_pairs(conn, sql: str, block: int = 1_000_000) -> np.ndarray:
+    """Two integer columns as an (n, 2) array, read in blocks: tens of millions of rows
+    never exist as Python tuples all at once."""
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples: sqlite3.Row is slow at this count
+    cur.execute(sql)
+    parts = []
+    while rows := cur.fetchmany(block):
+        parts.append(np.array(rows, dtype=np.int64).reshape(-1, 2))
+    return np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
 
-    def __init__(self, sql: SQLiteStore, relation_weight: float):
+
+class _Matrix:
+    """Column-stochastic transition matrix over [entities | chunks], with id maps.
+
+    Held as CSC arrays (column j = where mass at node j flows) in float32/int32 so a
+    1M-chunk store's graph stays a few hundred MB; saved next to the store keyed by the
+    graph generation, so opening a large store does not rebuild it.
+    """
+
+    FIELDS = ("ent_ids", "chunk_ids", "indptr", "indices", "data", "chunks_per_entity")
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        for name in self.FIELDS:
+            setattr(self, name, arrays[name])
+        self.n_e = len(self.ent_ids)
+        self.n = self.n_e + len(self.chunk_ids)
+        self.degree_out = np.diff(self.indptr)
+
+    @classmethod
+    def build(cls, sql: SQLiteStore, relation_weight: float) -> "_Matrix":
         conn = sql.conn
-        ent_ids = np.array([r[0] for r in conn.execute("SELECT id FROM entities ORDER BY id")], dtype=np.int64)
-        chunk_ids = np.array([r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")], dtype=np.int64)
-        self.ent_ids, self.chunk_ids = ent_ids, chunk_ids
-        n_e, n_c = len(ent_ids), len(chunk_ids)
-        self.n_e, self.n = n_e, n_e + n_c
-        m = np.array(conn.execute("SELECT entity_id, chunk_id FROM mentions").fetchall(), dtype=np.int64).reshape(-1, 2)
-        r = np.array(
-            conn.execute("SELECT source_id, target_id FROM relations WHERE kind != 'cooc'").fetchall(), dtype=np.int64
-        ).reshape(-1, 2)
+        ent_ids = _fetch_pairs(conn, "SELECT id, 0 FROM entities ORDER BY id")[:, 0].copy()
+        chunk_ids = _fetch_pairs(conn, "SELECT id, 0 FROM chunks ORDER BY id")[:, 0].copy()
+        n_e, n = len(ent_ids), len(ent_ids) + len(chunk_ids)
+        m = _fetch_pairs(conn, "SELECT entity_id, chunk_id FROM mentions")
+        r = _fetch_pairs(conn, "SELECT source_id, target_id FROM relations WHERE kind != 'cooc'")
         e_row = np.searchsorted(ent_ids, m[:, 0])
         c_row = n_e + np.searchsorted(chunk_ids, m[:, 1])
         rs, rt = np.searchsorted(ent_ids, r[:, 0]), np.searchsorted(ent_ids, r[:, 1])
         rows = np.concatenate([e_row, c_row, rs, rt])
         cols = np.concatenate([c_row, e_row, rt, rs])
-        vals = np.concatenate([np.ones(2 * len(m)), np.full(2 * len(r), relation_weight)])
-        adj = sp.csr_matrix((vals, (rows, cols)), shape=(self.n, self.n))
+        vals = np.ones(len(rows), dtype=np.float32)
+        vals[2 * len(m) :] = relation_weight
+        # Distinct chunks per entity: how much of a hub a question entity is.
+        pairs = np.unique(e_row * n + c_row)
+        chunks_per_entity = np.bincount(pairs // n, minlength=n_e)
+        del m, r, e_row, c_row, rs, rt, pairs
+        adj = sp.csc_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float32)
+        del rows, cols, vals
         adj.sum_duplicates()
         degree = np.asarray(adj.sum(axis=0)).ravel()
-        self.degree = degree
         inv = np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)
         # P[i, j] = A[i, j] / deg(j): mass at j flows to its neighbours.
-        self.P = (adj @ sp.diags(inv)).tocsr()
-        self.chunks_per_entity = np.diff(adj[:n_e, n_e:].tocsr().indptr) if n_e else np.zeros(0)
+        adj.data *= np.repeat(inv, np.diff(adj.indptr)).astype(np.float32)
+        return cls({
+            "ent_ids": ent_ids, "chunk_ids": chunk_ids, "indptr": adj.indptr.astype(np.int64),
+            "indices": adj.indices.astype(np.int32), "data": adj.data.astype(np.float32),
+            "chunks_per_entity": chunks_per_entity.astype(np.int64),
+        })
+
+    def save(self, path: Path, generation: int) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, generation=np.array(generation), **{f: getattr(self, f) for f in self.FIELDS})
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, generation: int) -> "_Matrix | None":
+        try:
+            with np.load(path) as z:
+                if int(z["generation"]) != generation:
+                    return None
+                return cls({f: z[f] for f in cls.FIELDS})
+        except (OSError, KeyError, ValueError):
+            return None
 
     def entity_index(self, entity_ids: Sequence[int]) -> np.ndarray:
         idx = np.searchsorted(self.ent_ids, np.asarray(entity_ids, dtype=np.int64))
@@ -92,6 +145,46 @@ class _Matrix:
         idx = np.searchsorted(self.chunk_ids, ids)
         ok = (idx < len(self.chunk_ids)) & (self.chunk_ids[np.minimum(idx, len(self.chunk_ids) - 1)] == ids)
         return self.n_e + idx[ok], ok
+
+    def personalized_pagerank(
+        self, seeds: np.ndarray, mass: np.ndarray, damping: float, rounds: int, epsilon: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Local (push-style) personalised PageRank: (node indices, scores).
+
+        p = (1 - d) * sum_t d^t P^t r, computed one hop at a time from the restart nodes
+        outwards. A node passes its mass on only while it holds at least epsilon per
+        edge (Andersen-Chung-Lang's push rule); below that it keeps its own score and
+        stops spreading. The work is bounded by rounds/epsilon edge visits whatever the
+        size of the graph, so a query costs the same on 4k chunks and on 1M.
+        """
+        nodes, res = seeds, mass
+        out_nodes, out_mass = [], []
+        for _ in range(rounds):
+            if not len(nodes):
+                break
+            out_nodes.append(nodes)
+            out_mass.append((1 - damping) * res)
+            push = res >= epsilon * np.maximum(self.degree_out[nodes], 1)
+            nodes, res = nodes[push], res[push]
+            if not len(nodes):
+                break
+            starts, lens = self.indptr[nodes], self.degree_out[nodes]
+            total = int(lens.sum())
+            if total == 0:
+                break
+            # Flat positions of every edge of every pushing node, without a Python loop.
+            offsets = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(total)
+            targets = self.indices[offsets]
+            flow = self.data[offsets] * np.repeat(damping * res, lens)
+            nodes, inverse = np.unique(targets, return_inverse=True)
+            res = np.bincount(inverse, weights=flow, minlength=len(nodes))
+        if not out_nodes:
+            return np.zeros(0, np.int64), np.zeros(0)
+        all_nodes, inverse = np.unique(np.concatenate(out_nodes), return_inverse=True)
+        return all_nodes, np.bincount(inverse, weights=np.concatenate(out_mass), minlength=len(all_nodes))
+
+
+MATRIX_NAME = "graph-matrix.npz"
 
 
 class GraphRetriever:
@@ -107,8 +200,15 @@ class GraphRetriever:
         gen = self.graph.store.generation
         with self._lock:
             if self._matrix is None or self._generation != gen:
-                self._matrix = _Matrix(self.sql, self.settings.relation_weight)
-                self._generation = gen
+                cache = self.sql.directory / MATRIX_NAME
+                matrix = _Matrix.load(cache, gen) if cache.exists() else None
+                if matrix is None:
+                    matrix = _Matrix.build(self.sql, self.settings.relation_weight)
+                    try:
+                        matrix.save(cache, gen)
+                    except OSError:
+                        pass  # a read-only store: rebuilt in memory next time
+                self._matrix, self._generation = matrix, gen
             return self._matrix
 
     # ------------------------------------------------------------------ linking
@@ -149,25 +249,29 @@ class GraphRetriever:
         if mat.n == 0:
             return GraphRanking([], [])
         linked = self.link(question) if linked is None else linked
-        restart = np.zeros(mat.n)
+        seeds: list[np.ndarray] = []
+        mass: list[np.ndarray] = []
         ent_idx = mat.entity_index([e.entity_id for e in linked])
         if len(ent_idx):
             # A hub ("United States") says less about the question than a rare name.
             w = 1.0 / np.log(np.e + mat.chunks_per_entity[ent_idx])
-            restart[ent_idx] += w / w.sum()
-        seeds = list(dense[: s.dense_seeds])
-        if seeds:
-            idx, ok = mat.chunk_index([c for c, _ in seeds])
-            scores = np.array([max(sc, 0.0) for _, sc in seeds])[ok]
+            seeds.append(ent_idx)
+            mass.append(w / w.sum())
+        top_dense = list(dense[: s.dense_seeds])
+        if top_dense:
+            idx, ok = mat.chunk_index([c for c, _ in top_dense])
+            scores = np.array([max(sc, 0.0) for _, sc in top_dense])[ok]
             if len(idx) and scores.sum() > 0:
-                restart[idx] += s.dense_seed_weight * scores / scores.sum()
-        if restart.sum() == 0:
+                seeds.append(idx)
+                mass.append(s.dense_seed_weight * scores / scores.sum())
+        if not seeds:
             return GraphRanking([], linked)
+        nodes, inverse = np.unique(np.concatenate(seeds), return_inverse=True)
+        restart = np.bincount(inverse, weights=np.concatenate(mass), minlength=len(nodes))
         restart /= restart.sum()
-        p = restart.copy()
-        for _ in range(s.iterations):
-            p = (1 - s.damping) * restart + s.damping * (mat.P @ p)
-        chunk_scores = p[mat.n_e :]
-        top = np.argsort(-chunk_scores)[:k]
-        ranked = [(int(mat.chunk_ids[i]), float(chunk_scores[i])) for i in top if chunk_scores[i] > 0]
+        nodes, scores = mat.personalized_pagerank(nodes, restart, s.damping, s.iterations, s.push_epsilon)
+        is_chunk = (nodes >= mat.n_e) & (scores > 0)
+        nodes, scores = nodes[is_chunk], scores[is_chunk]
+        top = np.argsort(-scores, kind="stable")[:k]
+        ranked = [(int(mat.chunk_ids[nodes[i] - mat.n_e]), float(scores[i])) for i in top]
         return GraphRanking(ranked, linked)
