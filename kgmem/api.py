@@ -33,7 +33,9 @@ class Memory:
         self.path = Path(path)
         self.passages = PassageStore(self.path, config, embedder=embedder)
         self.config = self.passages.config
-        self.graph = KnowledgeGraph(self.passages.sql, self.config.spacy_model, extractor=extractor)
+        self.graph = KnowledgeGraph(
+            self.passages.sql, self.config.spacy_model, extractor=extractor, extraction=self.config.graph_extraction
+        )
         self._searcher = Searcher(self.passages, self.graph)
         self._backends: dict[str, Backend] = {}
         self.lock = WriterLock(self.path, wait=self.config.writer_wait)
@@ -64,6 +66,10 @@ class Memory:
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change on an existing store")
         self.config = self.passages.config = self.config.replace(**changes)
+        if getattr(self.passages._embedder, "runtime", None) not in (None, self.config.embedder_runtime):
+            self.passages._embedder = None  # loaded again, with the new runtime, when next needed
+        if "graph_extraction" in changes and changes["graph_extraction"] != self.graph.extraction:
+            self.graph.extraction, self.graph._extractor = changes["graph_extraction"], None
         if "threads" in changes and self.passages._embedder is not None:
             import torch
 

@@ -140,6 +140,9 @@ class ProgressLine:
               "(env KGMEM_WORKERS; default 1: this process, KGMEM_THREADS threads).")
 @click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
+@click.option("--profile", type=click.Choice(["default", "fast"]), envvar="KGMEM_PROFILE",
+              help="Settings bundle; 'fast': int8 ONNX embedder and NER-only graph (README \"Speed\"). "
+              "A new store keeps it (env KGMEM_PROFILE).")
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
 @click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
@@ -147,7 +150,7 @@ class ProgressLine:
 @_json_option
 @handle_errors
 def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | None, threads: int | None, no_graph: bool,
-           id_field: str, title_field: str, text_field: str, quiet: bool, as_json: bool) -> None:
+           profile: str | None, id_field: str, title_field: str, text_field: str, quiet: bool, as_json: bool) -> None:
     """Add files, directories (recursively) and JSONL records to the store.
 
     Unchanged documents are skipped, changed ones replaced, so re-running after an
@@ -156,7 +159,12 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
     """
     from .pipelines.readers import ReaderOptions
 
-    memory = _open(store, must_exist=False)
+    from .config import PROFILES, Config
+
+    new = not (Path(store) / "kgmem.db").exists()
+    memory = _open(store, must_exist=False, **({"config": Config.profile(profile)} if profile and new else {}))
+    if profile and not new:
+        memory.configure(**PROFILES[profile])
     memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}),
                      **({"workers": workers} if workers else {}))
     options = ReaderOptions(id_field=id_field, title_field=title_field, text_field=text_field, glob=glob)

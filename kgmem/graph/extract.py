@@ -108,10 +108,27 @@ def _register_tag_pos() -> None:
         Language.factory("kgmem_tag_pos", func=lambda nlp, name: TagToPos.from_attribute_ruler(nlp.get_pipe("attribute_ruler")))
 
 
-def load_spacy(name: str, exclude_ner: bool = False) -> Any:
+EXTRACTION_MODES = ("full", "ner")
+
+
+def load_spacy(name: str, mode: str = "full") -> Any:
+    """The packaged pipeline, trimmed to what extraction uses.
+
+    "full" keeps tagger, parser and NER (the attribute_ruler swapped for a tag->POS
+    lookup, ~40x cheaper); "ner" keeps only NER and its tok2vec, plus a rule-based
+    sentencizer for the sentence spans co-occurrence needs.
+    """
     import spacy
 
+    if mode not in EXTRACTION_MODES:
+        from ..errors import KgmemError
+
+        raise KgmemError(f"unknown graph_extraction {mode!r}; use one of {', '.join(EXTRACTION_MODES)}")
     try:
+        if mode == "ner":
+            nlp = spacy.load(name, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+            nlp.add_pipe("sentencizer")
+            return nlp
         nlp = spacy.load(name)
     except OSError as exc:
         from ..errors import KgmemError
@@ -124,9 +141,12 @@ def load_spacy(name: str, exclude_ner: bool = False) -> Any:
         _register_tag_pos()
         nlp.add_pipe("kgmem_tag_pos", after="attribute_ruler")  # reads the ruler's patterns
         nlp.remove_pipe("attribute_ruler")
-    keep = [p for p in NEEDED_PIPES if not (exclude_ner and p == "ner")]
-    nlp.select_pipes(enable=[p for p in nlp.pipe_names if p in keep])
+    nlp.select_pipes(enable=[p for p in nlp.pipe_names if p in NEEDED_PIPES])
     return nlp
+
+
+def make_extractor(name: str, mode: str = "full") -> "Extractor":
+    return Extractor(load_spacy(name, mode), noun_phrases=mode == "full")
 
 
 class Extractor:
@@ -135,10 +155,6 @@ class Extractor:
         self.batch_size = batch_size
         self.n_process = n_process
         self.noun_phrases = noun_phrases
-
-    @classmethod
-    def from_name(cls, name: str, **kw: Any) -> "Extractor":
-        return cls(load_spacy(name), **kw)
 
     def extract(self, texts: Sequence[str]) -> list[ChunkFacts]:
         docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process)
@@ -337,11 +353,11 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
     return facts
 
 
-_LOADED: dict[str, Extractor] = {}
+_LOADED: dict[tuple[str, str], Extractor] = {}
 
 
-def shared_extractor(name: str) -> Extractor:
-    """One loaded spaCy pipeline per process and name."""
-    if name not in _LOADED:
-        _LOADED[name] = Extractor(load_spacy(name))
-    return _LOADED[name]
+def shared_extractor(name: str, mode: str = "full") -> Extractor:
+    """One loaded spaCy pipeline per process, name and mode."""
+    if (name, mode) not in _LOADED:
+        _LOADED[(name, mode)] = make_extractor(name, mode)
+    return _LOADED[(name, mode)]

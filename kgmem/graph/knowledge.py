@@ -52,8 +52,11 @@ class Entity:
 
 
 class KnowledgeGraph:
-    def __init__(self, sql: SQLiteStore, spacy_model: str, extractor: Extractor | None = None):
+    def __init__(
+        self, sql: SQLiteStore, spacy_model: str, extractor: Extractor | None = None, extraction: str = "full"
+    ):
         self.sql = sql
+        self.extraction = extraction
         self.store = GraphStore(sql)
         self.view = GraphView(sql.conn)
         self.spacy_model = spacy_model
@@ -63,7 +66,7 @@ class KnowledgeGraph:
     @property
     def extractor(self) -> Extractor:
         if self._extractor is None:
-            self._extractor = shared_extractor(self.spacy_model)
+            self._extractor = shared_extractor(self.spacy_model, self.extraction)
         return self._extractor
 
     def extract(self, texts: list[str]) -> list[ChunkFacts]:

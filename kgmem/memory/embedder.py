@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -47,6 +47,8 @@ def model_path(name: str) -> str:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model; vectors are L2-normalised so inner product = cosine."""
 
+    runtime = "torch"
+
     def __init__(self, name: str = "all-MiniLM-L6-v2", batch_size: int = 32, threads: int | None = None):
         import torch
         from sentence_transformers import SentenceTransformer
@@ -86,21 +88,38 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        """Character spans of each text's tokens, without special tokens."""
-        if not texts:
-            return []
-        encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
-        return [list(enc.offsets) for enc in encodings]
+        return token_offsets(self._counter, texts)
 
 
-_LOADED: dict[tuple[str, int], SentenceTransformerEmbedder] = {}
+def token_offsets(counter: Any, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+    """Character spans of each text's tokens, without special tokens."""
+    if not texts:
+        return []
+    encodings = counter.encode_batch(list(texts), add_special_tokens=False)
+    return [list(enc.offsets) for enc in encodings]
 
 
-def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None) -> SentenceTransformerEmbedder:
-    """One loaded model per process and name: opening several stores costs one load."""
-    key = (name, batch_size)
+RUNTIMES = ("torch", "onnx-int8")
+
+
+def make_embedder(name: str, runtime: str = "torch", batch_size: int = 32, threads: int | None = None) -> Embedder:
+    if runtime == "torch":
+        return SentenceTransformerEmbedder(name, batch_size=batch_size, threads=threads)
+    if runtime == "onnx-int8":
+        from .onnx_embedder import OnnxInt8Embedder
+
+        return OnnxInt8Embedder(name, batch_size=batch_size, threads=threads)
+    raise KgmemError(f"unknown embedder_runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+
+
+_LOADED: dict[tuple[str, str, int], Embedder] = {}
+
+
+def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None, runtime: str = "torch") -> Embedder:
+    """One loaded model per process, name and runtime: opening several stores costs one load."""
+    key = (name, runtime, batch_size)
     if key not in _LOADED:
-        _LOADED[key] = SentenceTransformerEmbedder(name, batch_size=batch_size, threads=threads)
+        _LOADED[key] = make_embedder(name, runtime, batch_size=batch_size, threads=threads)
     elif threads:
         import torch
 

@@ -85,7 +85,8 @@ class PassageStore:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = shared_embedder(
-                self.config.embedder, batch_size=self.config.embed_batch_size, threads=self.config.threads
+                self.config.embedder, batch_size=self.config.embed_batch_size, threads=self.config.threads,
+                runtime=self.config.embedder_runtime,
             )
         emb = self._embedder
         if emb.dim != self.config.embedding_dim:

@@ -28,13 +28,13 @@ def _init(config_json: str, graph: bool) -> None:
 
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
-    from ..graph.extract import Extractor, load_spacy
-    from ..memory.embedder import SentenceTransformerEmbedder
+    from ..graph.extract import make_extractor
+    from ..memory.embedder import make_embedder
 
     cfg = Config.from_dict(json.loads(config_json)).replace(threads=1)
     _STATE["config"] = cfg
-    _STATE["embedder"] = SentenceTransformerEmbedder(cfg.embedder, batch_size=cfg.embed_batch_size, threads=1)
-    _STATE["extractor"] = Extractor(load_spacy(cfg.spacy_model)) if graph else None
+    _STATE["embedder"] = make_embedder(cfg.embedder, cfg.embedder_runtime, batch_size=cfg.embed_batch_size, threads=1)
+    _STATE["extractor"] = make_extractor(cfg.spacy_model, cfg.graph_extraction) if graph else None
 
 
 def _prepare(docs: list[Document]) -> Any:

@@ -1,0 +1,64 @@
+"""The fast profile: int8 ONNX embedder and NER-only graph, on real text and models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kgmem import Config, Memory
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory, monkeypatch_module):
+    path = tmp_path_factory.mktemp("kgmem-cache")
+    monkeypatch_module.setenv("KGMEM_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_int8_embedder_stays_in_the_same_vector_space(onnx_cache, embedder, wiki_records):
+    from kgmem.memory.onnx_embedder import OnnxInt8Embedder
+
+    fast = OnnxInt8Embedder(threads=2)
+    assert fast.path.exists() and fast.path.parent.parent == onnx_cache
+    texts = [r["title"] + "\n" + r["text"] for r in wiki_records[:64]]
+    a, b = fast.embed(texts), embedder.embed(texts)
+    assert a.shape == b.shape and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-4)
+    cosine = (a * b).sum(1)
+    assert cosine.mean() > 0.98 and cosine.min() > 0.95
+    # the nearest passage of each passage is (almost always) the same under both
+    agree = (np.argsort(-(a @ b.T), axis=1)[:, 0] == np.arange(len(texts))).mean()
+    assert agree > 0.95
+
+
+def test_fast_profile_store_is_searchable_and_remembered(onnx_cache, tmp_path, wiki_records, wiki_questions):
+    with Memory(tmp_path / "s", config=Config.profile("fast")) as mem:
+        report = mem.ingest(wiki_records[:80])
+        assert report.added == 80 and not report.failed
+        counts = mem.graph.counts()
+        # NER-only: named entities and co-occurrence, no parsed relations or noun phrases
+        assert counts["entities"] > 100 and counts["co_occurrences"] > 100 and counts["relations"] == 0
+        assert mem.check() == []
+    with Memory(tmp_path / "s") as mem:
+        assert mem.config.embedder_runtime == "onnx-int8" and mem.config.graph_extraction == "ner"
+        record = wiki_records[10]
+        hits = mem.search(record["title"], k=5)
+        assert record["id"] in {h.doc_id for h in hits}
+        assert mem.passages.embedder.runtime == "onnx-int8"
+
+
+def test_unknown_profile_and_runtime_are_clear_errors(tmp_path):
+    from kgmem.errors import KgmemError
+    from kgmem.memory.embedder import make_embedder
+
+    with pytest.raises(ValueError, match="unknown profile"):
+        Config.profile("turbo")
+    with pytest.raises(KgmemError, match="unknown embedder_runtime"):
+        make_embedder("all-MiniLM-L6-v2", "tensorrt")
