@@ -1,8 +1,10 @@
 """Retrieval quality on a shared bench set, with the same-run dense reference.
 
-    .venv/bin/python benchmarks/eval_retrieval.py [DATASET_DIR] [--store DIR] [--limit N]
+    .venv/bin/python benchmarks/eval_retrieval.py [DATASET_DIR] [--store DIR] [--limit N] [--profile fast]
 
-Writes benchmarks/results/retrieval_<dataset>.json and prints the table.
+The reference is always exact dense search with the default (torch fp32) embedder,
+so a profile's numbers sit next to the protocol's baseline. Writes
+benchmarks/results/retrieval_<dataset>[_<profile>].json and prints the table.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgmem import Memory  # noqa: E402
-from kgmem.eval import format_table, results_json, run_eval  # noqa: E402
+from kgmem import Config, Memory  # noqa: E402
+from kgmem.eval import dense_reference, format_table, load_dataset, results_json, run_eval  # noqa: E402
+from kgmem.memory.embedder import shared_embedder  # noqa: E402
 
 
 def main() -> None:
@@ -28,17 +31,24 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N questions")
     ap.add_argument("--modes", help="comma-separated modes (default: all)")
     ap.add_argument("--out", help="JSON output path")
+    ap.add_argument("--profile", default="default", choices=["default", "fast"], help="settings of a new store")
     args = ap.parse_args()
 
     store = args.store or tempfile.mkdtemp(prefix="kgmem-eval-")
     t0 = time.perf_counter()
-    with Memory(store) as mem:
+    config = Config.profile(args.profile)
+    new = not (Path(store) / "kgmem.db").exists()
+    with Memory(store, config=config if new else None) as mem:
         modes = args.modes.split(",") if args.modes else None
-        results, info = run_eval(mem, args.dataset, modes=modes, limit=args.limit)
+        results, info = run_eval(mem, args.dataset, modes=modes, limit=args.limit, reference=False)
+        info["profile"] = {k: getattr(mem.config, k) for k in ("embedder_runtime", "graph_extraction")}
+    torch_embed = shared_embedder(config.embedder, threads=config.threads).embed
+    results.insert(0, dense_reference(load_dataset(args.dataset, args.limit), torch_embed))
     info["total_seconds"] = round(time.perf_counter() - t0, 1)
     info["machine"] = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}
     print(format_table(results))
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"retrieval_{info['dataset']}.json"
+    suffix = "" if args.profile == "default" else f"_{args.profile}"
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"retrieval_{info['dataset']}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results_json(results, info, per_question=False), indent=1))
     print(f"wrote {out}")

@@ -16,8 +16,10 @@ def main() -> int:
     store = tempfile.mkdtemp(prefix="kgmem-bench-store-")
     steps = [
         [sys.executable, str(HERE / "eval_retrieval.py"), "--store", store],
+        [sys.executable, str(HERE / "eval_retrieval.py"), "--profile", "fast"],
         [sys.executable, str(HERE / "bench_query.py"), "--store", store],
         [sys.executable, str(HERE / "bench_ingest.py")],
+        [sys.executable, str(HERE / "bench_scale.py")],
     ]
     for cmd in steps:
         print("+", " ".join(cmd), flush=True)

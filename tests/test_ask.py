@@ -155,3 +155,14 @@ def test_the_llm_is_called_only_to_write_the_answer(memory, embedder, wiki_recor
     assert backend.calls == 0 and prepared.context.sources
     answer = memory.ask("Who founded the journal?")
     assert backend.calls == 1 and answer.text == "An answer [1]."
+
+
+def test_threads_sharing_one_memory_keep_their_own_question_entities(wiki_memory, wiki_questions):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [q["question"] for q in wiki_questions]
+    alone = {q: sorted(e.key for e in wiki_memory.context(q).linked) for q in questions}
+    assert sum(1 for keys in alone.values() if keys) >= len(questions) // 2
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda q: (q, sorted(e.key for e in wiki_memory.context(q).linked)), questions * 3))
+    assert all(keys == alone[q] for q, keys in together)

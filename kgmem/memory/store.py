@@ -124,6 +124,8 @@ class SQLiteStore:
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         self.conn.row_factory = sqlite3.Row
+        self._fts_conn: sqlite3.Connection | None = None
+        self._fts_lock = threading.Lock()
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
@@ -178,7 +180,17 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._fts_conn is not None:
+                self._fts_conn.close()
+                self._fts_conn = None
             self.conn.close()
+
+    def _fts(self) -> sqlite3.Connection:
+        # BM25 gets its own connection: a search can then run in a thread beside queries on
+        # the main connection (graph linking, chunk reads) instead of queueing behind them.
+        if self._fts_conn is None:
+            self._fts_conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        return self._fts_conn
 
     # ------------------------------------------------------------------ documents
     def document_hashes(self, ids: Sequence[str]) -> dict[str, str]:
@@ -286,11 +298,12 @@ class SQLiteStore:
         match = fts_query(query, stopwords)
         if not match:
             return []
-        rows = self.conn.execute(
-            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY s LIMIT ?",
-            (match, k),
-        ).fetchall()
+        with self._fts_lock:
+            rows = self._fts().execute(
+                "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+                "ORDER BY s LIMIT ?",
+                (match, k),
+            ).fetchall()
         # SQLite's bm25() is lower-is-better (negative); flip it so every retriever agrees.
         return [(int(r[0]), -float(r[1])) for r in rows]
 

@@ -58,14 +58,17 @@ class Answer:
         }
 
 
-def facts_for(graph: KnowledgeGraph, entity_ids: list[int], limit: int = 40) -> list[Fact]:
-    """Parsed relations touching the question's entities, best supported first."""
+def facts_for(graph: KnowledgeGraph, entity_ids: list[int], limit: int = 40, scan: int = 500) -> list[Fact]:
+    """Parsed relations touching the question's entities, best supported first.
+
+    At most `scan` relation rows are read: a hub entity in a large store has tens of
+    thousands, and the packer keeps only a few facts anyway."""
     if not entity_ids:
         return []
     marks = ",".join("?" * len(entity_ids))
     rows = graph.sql.conn.execute(
         f"SELECT id FROM relations WHERE kind != 'cooc' AND (source_id IN ({marks}) OR target_id IN ({marks})) "
-        "LIMIT 2000", [*entity_ids, *entity_ids],
+        "LIMIT ?", [*entity_ids, *entity_ids, scan],
     ).fetchall()
     return graph.facts([r[0] for r in rows])[:limit]
 
