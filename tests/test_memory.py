@@ -197,3 +197,21 @@ def test_large_store_switches_to_ivf_and_keeps_every_guarantee(tmp_path, embedde
         mem.delete(wiki_records[4]["id"])
     with Memory(tmp_path / "s", config=small, embedder=embedder) as mem:
         assert mem.passages.vectors.kind == "flat" and mem.check() == []
+
+
+def test_postings_budget_drops_the_commonest_words_first(wiki_memory):
+    """Under a tight budget BM25 reads only the rarest words, with frequencies from FTS5's
+    vocabulary and words stemmed as FTS5 stems them ("rivers" -> "river")."""
+    from kgmem.memory.lexical import PostingsBudget
+
+    conn = wiki_memory.passages.sql._fts()
+    words = ["rivers", "american", "hollywood"]
+    PostingsBudget().select(conn, words)  # creates the vocabulary views
+    df = dict(conn.execute("SELECT term, doc FROM temp.kgmem_vocab WHERE term IN ('river', 'american', 'hollywood')"))
+    assert df["river"] > df["american"] > df["hollywood"] >= 1
+    fits_two = PostingsBudget(budget=max(5, df["hollywood"]) + df["american"], min_df=5)
+    assert fits_two.select(conn, words) == ["american", "hollywood"]
+    assert PostingsBudget(budget=5, min_df=5).select(conn, words) == ["hollywood"]
+    assert PostingsBudget(budget=5, min_df=5).select(conn, ["rivers"]) == ["rivers"]  # one is always kept
+    # the default budget leaves every query on a small store alone
+    assert PostingsBudget().select(conn, words) == words

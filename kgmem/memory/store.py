@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from .lexical import PostingsBudget
 from .migrations import Migration, apply_migrations
 
 DB_NAME = "kgmem.db"
@@ -100,16 +101,19 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _FTS_STOP = {"and", "or", "not", "near"}
 
 
-def fts_query(text: str, stopwords: frozenset[str] | set[str] = frozenset()) -> str:
-    """Turn raw user text into a safe FTS5 query: each word quoted, OR-ed together."""
-    words = []
-    seen = set()
+def query_words(text: str, stopwords: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """The distinct searchable words of raw user text, in order."""
+    words: list[str] = []
     for word in _WORD.findall(text.lower()):
-        if word in seen or word in stopwords or word in _FTS_STOP:
-            continue
-        seen.add(word)
-        words.append('"' + word.replace('"', '""') + '"')
-    return " OR ".join(words)
+        if word not in stopwords and word not in _FTS_STOP and word not in words:
+            words.append(word)
+    return words
+
+
+def fts_query(text: str | list[str], stopwords: frozenset[str] | set[str] = frozenset()) -> str:
+    """Turn raw user text (or its words) into a safe FTS5 query: each word quoted, OR-ed."""
+    words = query_words(text, stopwords) if isinstance(text, str) else text
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 class SQLiteStore:
@@ -126,6 +130,7 @@ class SQLiteStore:
         self.conn.row_factory = sqlite3.Row
         self._fts_conn: sqlite3.Connection | None = None
         self._fts_lock = threading.Lock()
+        self.postings_budget = PostingsBudget()
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
@@ -295,11 +300,13 @@ class SQLiteStore:
         self, query: str, k: int, stopwords: frozenset[str] | set[str] = frozenset()
     ) -> list[tuple[int, float]]:
         """BM25 over chunk text and title; returns (chunk id, score) best first (higher is better)."""
-        match = fts_query(query, stopwords)
-        if not match:
+        words = query_words(query, stopwords)
+        if not words:
             return []
         with self._fts_lock:
-            rows = self._fts().execute(
+            conn = self._fts()
+            match = fts_query(self.postings_budget.select(conn, words))
+            rows = conn.execute(
                 "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
                 "ORDER BY s LIMIT ?",
                 (match, k),
