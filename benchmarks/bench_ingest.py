@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -24,15 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_query import peak_rss_mib  # noqa: E402
 
 from kgmem import Config, Memory  # noqa: E402
 from kgmem.graph.extract import make_extractor  # noqa: E402
 from kgmem.memory.embedder import make_embedder  # noqa: E402
 from kgmem.memory.passages import embedding_text  # noqa: E402
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

@@ -23,6 +23,17 @@ from kgmem import Memory  # noqa: E402
 from kgmem.eval import load_dataset  # noqa: E402
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: that survives exec,
+    so a child started by a large parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -61,6 +72,7 @@ def main() -> None:
         "dataset": ds.name, "questions": len(questions), "k": args.k,
         "store": {k: stats[k] for k in ("documents", "chunks", "entities", "relations")},
         **{name: summary(ms) for name, ms in timings.items()},
+        "peak_rss_mib": round(peak_rss_mib()),
     }
     path = ROOT / "benchmarks" / "results" / f"query_{ds.name}.json"
     path.write_text(json.dumps(out, indent=1))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_query import summary  # noqa: E402
+from bench_query import peak_rss_mib, summary  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench" / "musique"
 
@@ -62,7 +61,7 @@ def measure(path: Path, questions: list[str], k: int) -> dict:
         prep = mem.context(q, k=k)
         timings["auto_retrieve_pack"].append(1000 * (time.perf_counter() - t0))
         timings["auto_retrieve"].append(1000 * prep.timings["retrieve"])
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mib()
     out = {
         "open_s": round(open_s, 2), "first_query_s": round(first_s, 2), "peak_rss_mb": round(rss_mb),
         **{name: summary(ms) for name, ms in timings.items()},

@@ -56,7 +56,7 @@ class Config:
     # --- retrieval
     search_k: int = 10
     # Exact vector search below this many chunks, an IVF index above (see README "Speed").
-    ann_threshold: int = 200_000
+    ann_threshold: int = 50_000
     ann_nprobe: int = 32
     rrf_k: int = 60
 
