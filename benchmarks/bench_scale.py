@@ -42,10 +42,11 @@ def corpus_and_questions() -> tuple[list[dict], list[str]]:
 def measure(path: Path, questions: list[str], k: int) -> dict:
     """Runs in its own process so open time and RSS belong to this store alone."""
 
-    from kgmem import Memory
+    from kgmem import Config, Memory
+    from kgmem.memory.passages import stopwords
 
     t0 = time.perf_counter()
-    mem = Memory(path)
+    mem = Memory(path, config=Config())  # this version's default settings, whatever the store saved
     open_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     mem.context(questions[0], k=k)
@@ -66,6 +67,23 @@ def measure(path: Path, questions: list[str], k: int) -> dict:
         "open_s": round(open_s, 2), "first_query_s": round(first_s, 2), "peak_rss_mb": round(rss_mb),
         **{name: summary(ms) for name, ms in timings.items()},
     }
+    # What the BM25 postings budget costs: its top 10 against unbounded BM25's, and time.
+    budget = mem.passages.sql.postings_budget
+    lexical: dict[str, list] = {"budget_ms": [], "unbounded_ms": [], "overlap": []}
+    for q in questions:
+        t0 = time.perf_counter()
+        kept = [c for c, _ in mem.passages.lexical_search(q, k)]
+        lexical["budget_ms"].append(1000 * (time.perf_counter() - t0))
+        saved, budget.budget = budget.budget, 10**12
+        t0 = time.perf_counter()
+        full = [c for c, _ in mem.passages.sql.lexical_search(q, k, stopwords=stopwords())]
+        lexical["unbounded_ms"].append(1000 * (time.perf_counter() - t0))
+        budget.budget = saved
+        if full:
+            lexical["overlap"].append(len(set(kept) & set(full)) / len(full))
+    out["lexical"] = {"postings_budget": budget.budget, "budget": summary(lexical["budget_ms"]),
+                      "unbounded": summary(lexical["unbounded_ms"]),
+                      f"overlap@{k}_with_unbounded": round(sum(lexical["overlap"]) / max(1, len(lexical["overlap"])), 3)}
     vectors = mem.passages.vectors
     out["vector_layout"] = vectors.kind
     if vectors.kind == "ivf":

@@ -57,7 +57,7 @@ class Config:
     search_k: int = 10
     # Exact vector search below this many chunks, an IVF index above (see README "Speed").
     ann_threshold: int = 50_000
-    ann_nprobe: int = 32
+    ann_nprobe: int = 64
     rrf_k: int = 60
 
     # --- answering
