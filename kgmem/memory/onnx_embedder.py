@@ -47,7 +47,8 @@ def _export_int8(st_embedder: SentenceTransformerEmbedder, target: Path) -> None
 
     sample = st_embedder.tokenizer(["an example", "another one"], padding=True, return_tensors="pt")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fp32 = target.with_suffix(".fp32.onnx")
+    # Per-process names: two ingest workers may export at once; the rename is atomic.
+    fp32 = target.with_suffix(f".{os.getpid()}.fp32.onnx")
     dynamic = {name: {0: "batch", 1: "tokens"} for name in INPUTS} | {"embedding": {0: "batch"}}
     # The exporter's tracer warnings and the quantiser's pre-processing hint are about
     # cases this model does not have (negative indices, static-shape calibration).
@@ -57,7 +58,7 @@ def _export_int8(st_embedder: SentenceTransformerEmbedder, target: Path) -> None
             MeanPooled(bert).eval(), tuple(sample[n] for n in INPUTS), str(fp32), input_names=list(INPUTS),
             output_names=["embedding"], dynamic_axes=dynamic, opset_version=17, dynamo=False,
         )
-    tmp = target.with_suffix(".tmp.onnx")
+    tmp = target.with_suffix(f".{os.getpid()}.tmp.onnx")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
