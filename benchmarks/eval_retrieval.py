@@ -1,6 +1,6 @@
 """Retrieval quality on a shared bench set, with the same-run dense reference.
 
-    .venv/bin/python benchmarks/eval_retrieval.py [DATASET_DIR] [--store DIR] [--limit N] [--profile fast]
+    .venv/bin/python benchmarks/eval_retrieval.py [DATASET_DIR] [--store DIR] [--limit N] [--profile fast|fastest]
 
 The reference is always exact dense search with the default (torch fp32) embedder,
 so a profile's numbers sit next to the protocol's baseline. Writes
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kgmem import Config, Memory  # noqa: E402
+from kgmem.config import PROFILES  # noqa: E402
 from kgmem.eval import dense_reference, format_table, load_dataset, results_json, run_eval  # noqa: E402
 from kgmem.memory.embedder import shared_embedder  # noqa: E402
 
@@ -31,7 +32,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N questions")
     ap.add_argument("--modes", help="comma-separated modes (default: all)")
     ap.add_argument("--out", help="JSON output path")
-    ap.add_argument("--profile", default="default", choices=["default", "fast"], help="settings of a new store")
+    ap.add_argument("--profile", default="default", choices=list(PROFILES), help="settings of a new store")
     args = ap.parse_args()
 
     store = args.store or tempfile.mkdtemp(prefix="kgmem-eval-")

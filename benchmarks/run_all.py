@@ -17,6 +17,7 @@ def main() -> int:
     steps = [
         [sys.executable, str(HERE / "eval_retrieval.py"), "--store", store],
         [sys.executable, str(HERE / "eval_retrieval.py"), "--profile", "fast"],
+        [sys.executable, str(HERE / "eval_retrieval.py"), "--profile", "fastest"],
         [sys.executable, str(HERE / "bench_query.py"), "--store", store],
         [sys.executable, str(HERE / "bench_ingest.py")],
         [sys.executable, str(HERE / "bench_scale.py")],

@@ -140,9 +140,9 @@ class ProgressLine:
               "(env KGMEM_WORKERS; default 1: this process, KGMEM_THREADS threads).")
 @click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
-@click.option("--profile", type=click.Choice(["default", "fast"]), envvar="KGMEM_PROFILE",
-              help="Settings bundle; 'fast': int8 ONNX embedder and NER-only graph (README \"Speed\"). "
-              "A new store keeps it (env KGMEM_PROFILE).")
+@click.option("--profile", type=click.Choice(["default", "fast", "fastest"]), envvar="KGMEM_PROFILE",
+              help="Settings bundle: 'fast' embeds with int8 ONNX Runtime; 'fastest' also builds a "
+              "NER-only graph (README \"Speed\"). A new store keeps it (env KGMEM_PROFILE).")
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
 @click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")

@@ -1,4 +1,4 @@
-"""The fast profile: int8 ONNX embedder and NER-only graph, on real text and models."""
+"""The fast profiles: int8 ONNX embedder (fast), plus the NER-only graph (fastest), on real text and models."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +38,8 @@ def test_int8_embedder_stays_in_the_same_vector_space(onnx_cache, embedder, wiki
     assert agree > 0.95
 
 
-def test_fast_profile_store_is_searchable_and_remembered(onnx_cache, tmp_path, wiki_records, wiki_questions):
-    with Memory(tmp_path / "s", config=Config.profile("fast")) as mem:
+def test_fastest_profile_store_is_searchable_and_remembered(onnx_cache, tmp_path, wiki_records, wiki_questions):
+    with Memory(tmp_path / "s", config=Config.profile("fastest")) as mem:
         report = mem.ingest(wiki_records[:80])
         assert report.added == 80 and not report.failed
         counts = mem.graph.counts()
