@@ -189,7 +189,10 @@ class Memory:
         counts = self.passages.sql.counts()
         counts.update(self.graph.counts())
         counts["vectors"] = len(self.passages.vectors)
+        counts["vector_index"] = self.passages.vectors.kind  # "flat" (exact) or "ivf"
         counts["embedder"] = self.config.embedder
+        counts["embedder_runtime"] = self.config.embedder_runtime
+        counts["graph_extraction"] = self.config.graph_extraction
         counts["path"] = str(self.path)
         return counts
 

@@ -52,6 +52,7 @@ def test_fastest_profile_store_is_searchable_and_remembered(onnx_cache, tmp_path
         hits = mem.search(record["title"], k=5)
         assert record["id"] in {h.doc_id for h in hits}
         assert mem.passages.embedder.runtime == "onnx-int8"
+        assert mem.stats()["embedder_runtime"] == "onnx-int8" and mem.stats()["graph_extraction"] == "ner"
 
 
 def test_unknown_profile_and_runtime_are_clear_errors(tmp_path):

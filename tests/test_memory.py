@@ -180,6 +180,7 @@ def test_large_store_switches_to_ivf_and_keeps_every_guarantee(tmp_path, embedde
     with Memory(tmp_path / "s", config=config, embedder=embedder) as mem:
         vectors = mem.passages.vectors
         assert vectors.kind == "ivf" and len(vectors) == mem.stats()["chunks"]
+        assert mem.stats()["vector_index"] == "ivf"
         ids = vectors.ids()
         assert sorted(ids.tolist()) == sorted(mem.passages.sql.chunk_ids())
         matrix = vectors.vectors(ids)
