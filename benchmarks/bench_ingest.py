@@ -38,7 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=800)
     ap.add_argument("--dataset", default=str(ROOT.parent / "shared" / "bench" / "musique"))
-    ap.add_argument("--repeat", type=int, default=2, help="runs of each measurement; the fastest counts")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the fastest counts")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ingest.json"))
     args = ap.parse_args()
 
