@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from .config import PROFILES, Config
+
 DEFAULT_STORE = "kgmem-store"
 MODES = ["auto", "dense", "lexical", "hybrid", "graph"]
 
@@ -140,7 +142,7 @@ class ProgressLine:
               "(env KGMEM_WORKERS; default 1: this process, KGMEM_THREADS threads).")
 @click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
-@click.option("--profile", type=click.Choice(["default", "fast", "fastest"]), envvar="KGMEM_PROFILE",
+@click.option("--profile", type=click.Choice(list(PROFILES)), envvar="KGMEM_PROFILE",
               help="Settings bundle: 'fast' embeds with int8 ONNX Runtime; 'fastest' also builds a "
               "NER-only graph (README \"Speed\"). A new store keeps it (env KGMEM_PROFILE).")
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
@@ -158,8 +160,6 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
     some failed (each is listed with its reason), 130 when interrupted.
     """
     from .pipelines.readers import ReaderOptions
-
-    from .config import PROFILES, Config
 
     new = not (Path(store) / "kgmem.db").exists()
     memory = _open(store, must_exist=False, **({"config": Config.profile(profile)} if profile and new else {}))

@@ -67,7 +67,7 @@ class Config:
 
     @classmethod
     def profile(cls, name: str, **changes: Any) -> "Config":
-        """Settings of a named profile ("default", "fast"); see README "Speed"."""
+        """Settings of a named profile (see PROFILES and README "Speed")."""
         if name not in PROFILES:
             raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
         return cls(**{**PROFILES[name], **changes})

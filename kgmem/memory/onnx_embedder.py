@@ -4,7 +4,7 @@ The ONNX file is made here, offline, from the model the package ships: the trans
 with mean pooling and L2 normalisation is exported with torch.onnx, then its weights are
 quantised to int8 (dynamic, per channel) by onnxruntime. That happens once per model
 and runtime version; the result is cached under KGMEM_CACHE (default ~/.cache/kgmem).
-On this machine (AVX2, no VNNI) it embeds ~1.5x faster than torch fp32, with vectors
+On this machine (AVX2, no VNNI) it embeds 1.2-1.5x faster than torch fp32, with vectors
 at cosine ~0.993 to torch's, so one store can be searched with either.
 """
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +36,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a temp file, fsync it, rename it over the target: a crash never leaves a torn file."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Have `write` fill a temp file, fsync it, rename it over the target: a crash never
+    leaves a torn file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
+    write(tmp)
+    with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
@@ -237,14 +238,9 @@ class VectorIndex:
             if layout is not None:
                 self.relayout(layout)
             # write_index streams to the file: no second in-memory copy of a 1.5 GB index.
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            faiss.write_index(self.index, str(tmp))
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            _fsync_dir(self.directory)
+            atomic_write(self.path, lambda tmp: faiss.write_index(self.index, str(tmp)))
             state = {"generation": self.generation, "count": len(self), "kind": self.kind,
                      "trained_on": self.trained_on}
-            atomic_write_bytes(self.state_path, json.dumps(state).encode())
+            atomic_write(self.state_path, lambda tmp: tmp.write_text(json.dumps(state)))
             self._loaded_state = self._state_stamp()
             self.dirty = False

@@ -1,10 +1,9 @@
 """Worker processes for ingest: each loads the embedder and spaCy once, with one thread,
 and turns batches of documents into chunks, vectors and facts.
 
-On 2 cores, two single-threaded workers that each embed *and* parse beat one process
-that embeds on two threads and then parses on one: spaCy barely uses a second core,
-and torch gains little from it (see README "Speed"). SQLite and FAISS writes stay in
-the parent, so there is still one writer.
+They pay where there are more cores than torch uses well. On 2 cores they do not:
+torch already uses both, and starting the workers costs ~7 s (README "Speed" has the
+measurements). SQLite and FAISS writes stay in the parent, so there is still one writer.
 """
 from __future__ import annotations
 

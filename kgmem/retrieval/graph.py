@@ -121,7 +121,8 @@ class _Matrix:
         })
 
     def save(self, path: Path, generation: int) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
+        # Per-process name: two readers may build the same cache at once; the rename is atomic.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
         np.savez(tmp, generation=np.array(generation), **{f: getattr(self, f) for f in self.FIELDS})
         os.replace(tmp, path)
 
