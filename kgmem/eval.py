@@ -32,6 +32,9 @@ class Dataset:
 def load_dataset(directory: str | Path, limit: int | None = None) -> Dataset:
     directory = Path(directory)
     corpus_path, questions_path = directory / "corpus.jsonl", directory / "questions.jsonl"
+    if not corpus_path.exists():  # a folder with one other JSONL beside questions.jsonl (like data/)
+        others = [p for p in directory.glob("*.jsonl") if p.name != "questions.jsonl"]
+        corpus_path = others[0] if len(others) == 1 else corpus_path
     for p in (corpus_path, questions_path):
         if not p.exists():
             raise FileNotFoundError(f"{p}: missing (a dataset folder holds corpus.jsonl and questions.jsonl)")
@@ -139,19 +142,87 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
     return best
 
 
-def answer_scores(ask: Callable[[str], Any], questions: list[dict[str, Any]]) -> dict[str, Any]:
-    """EM and F1 (percent) of `ask(question).text` against each question's answers."""
-    em = f1 = 0.0
-    records = []
+def _pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else 0.0
+
+
+NAIVE_PROMPT = ("Answer the question using the passages below. Give only the answer, as short as possible.")
+
+
+def naive_rag(memory: Any, backend: Any, question: str, k: int = 5) -> tuple[str, dict[str, float]]:
+    """The naive RAG reference: the same model given the dense top-k passages whole, with
+    a plain prompt and free text out (no graph, no packing, no JSON). For the no-LLM
+    reader, the reader over the same dense top-k passages."""
+    from .pipelines.llm import ChatBackend
+    from .retrieval.packer import Packer
+
     t0 = time.perf_counter()
-    for q in questions:
-        text = ask(q["question"]).text
-        e, f = exact_match(text, q["answers"]), token_f1(text, q["answers"])
-        em, f1 = em + e, f1 + f
-        records.append({"id": q["id"], "answer": text, "gold": q["answers"], "em": e, "f1": round(f, 3)})
-    n = max(len(questions), 1)
-    return {"EM": round(100 * em / n, 2), "F1": round(100 * f1 / n, 2),
-            "seconds": round(time.perf_counter() - t0, 1), "questions": records}
+    hits = memory.search(question, k=k, mode="dense")
+    if isinstance(backend, ChatBackend):
+        passages = "\n\n".join(f"{h.title}\n{h.text}" for h in hits)
+        result = backend.chat([{"role": "system", "content": NAIVE_PROMPT},
+                               {"role": "user", "content": f"{passages}\n\nQuestion: {question}\nAnswer:"}], 48)
+        first = result.first_token if result.first_token is not None else time.perf_counter() - t0
+        return result.text, {"seconds": time.perf_counter() - t0, "first_token": first,
+                             "prompt_tokens": result.prompt_tokens}
+    ctx = Packer(backend.count_tokens, 100_000, 0).pack(question, hits)
+    if getattr(backend, "needs_graph", False):  # the same spaCy mentions, no graph walk
+        ctx.mentions = memory.graph.mentions_in(ctx.report.included)
+    reply = backend.answer(question, ctx, 0)
+    took = time.perf_counter() - t0
+    return reply.answer, {"seconds": took, "first_token": took, "prompt_tokens": 0}
+
+
+def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None, *, reference: bool = True,
+                  budget: int | None = None, on_question: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """EM and F1 (percent) of `memory.ask(question)` against each question's answers, with
+    seconds per answer (p50/p95), time to first token and prompt tokens; and, from the
+    same run, the naive RAG reference with the same model (`naive_rag`)."""
+    backend = memory.backend(llm)
+    rows: dict[str, list[dict[str, Any]]] = {"kgmem": [], "naive": []}
+    for i, q in enumerate(questions):
+        t0 = time.perf_counter()
+        ans = memory.ask(q["question"], llm=backend, budget=budget)
+        took = time.perf_counter() - t0
+        first = ans.timings["retrieve"] + ans.timings["pack"] + ans.usage.get("first_token_s", 0.0)
+        rows["kgmem"].append({"id": q["id"], "answer": ans.short, "found": ans.found, "gold": q["answers"],
+                              "em": exact_match(ans.short, q["answers"]), "f1": token_f1(ans.short, q["answers"]),
+                              "seconds": took, "first_token": first, "prompt_tokens": ans.usage.get("prompt_tokens", 0),
+                              "cited": [c.doc_id for c in ans.citations]})
+        if reference:
+            text, cost = naive_rag(memory, backend, q["question"])
+            rows["naive"].append({"id": q["id"], "answer": text, "gold": q["answers"],
+                                  "em": exact_match(text, q["answers"]), "f1": token_f1(text, q["answers"]), **cost})
+        if on_question:
+            on_question(i + 1, len(questions))
+    out: dict[str, Any] = {"llm": getattr(backend, "name", str(llm)), "budget": budget or backend.context_window}
+    for name, records in rows.items():
+        if not records:
+            continue
+        secs = [r["seconds"] for r in records]
+        firsts = [r["first_token"] for r in records]
+        out[name] = {
+            "EM": round(100 * float(np.mean([r["em"] for r in records])), 2),
+            "F1": round(100 * float(np.mean([r["f1"] for r in records])), 2),
+            "seconds_p50": round(_pct(secs, 50), 3), "seconds_p95": round(_pct(secs, 95), 3),
+            "first_token_p50": round(_pct(firsts, 50), 3),
+            "prompt_tokens_mean": round(float(np.mean([r["prompt_tokens"] for r in records])), 1),
+            "questions": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in records],
+        }
+        if name == "kgmem":
+            out[name]["declined"] = sum(1 for r in records if not r["found"])
+    return out
+
+
+def format_answers(a: dict[str, Any]) -> str:
+    lines = [f"answers ({a['llm']}, window {a['budget']}):",
+             f"{'':<8} {'EM':>6} {'F1':>6}  {'s p50':>7} {'s p95':>7} {'1st tok':>7} {'prompt tok':>10}"]
+    for name in ("kgmem", "naive"):
+        if name in a:
+            r = a[name]
+            lines.append(f"{name:<8} {r['EM']:6.1f} {r['F1']:6.1f}  {r['seconds_p50']:7.2f} {r['seconds_p95']:7.2f} "
+                         f"{r['first_token_p50']:7.2f} {r['prompt_tokens_mean']:10.0f}")
+    return "\n".join(lines)
 
 
 def format_table(results: Sequence[ModeResult], baseline: str = "reference-dense") -> str:
@@ -187,6 +258,7 @@ def run_eval(
     reference: bool = True,
     on_progress: Callable[[Any], None] | None = None,
     llm: str | None = None,
+    budget: int | None = None,
 ) -> tuple[list[ModeResult], dict[str, Any]]:
     """Ingest the dataset's corpus into `memory` (a Memory), then score each mode."""
     dataset = load_dataset(dataset_dir, limit)
@@ -206,6 +278,5 @@ def run_eval(
         results.append(dense_reference(dataset, memory.passages.embedder.embed))
     results.extend(evaluate_modes(memory.search, dataset, modes or memory.search_modes()))
     if llm:
-        info["answers"] = answer_scores(lambda q: memory.ask(q, llm=llm), dataset.questions)
-        info["answers"]["llm"] = llm
+        info["answers"] = answer_scores(memory, dataset.questions, llm, reference=reference, budget=budget)
     return results, info

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KgmemError
-from .render import budget_text, facts_text, sources_text, stats_text
+from .render import answer_text, budget_text, facts_text, reading_line, stats_text
 
 HELP = """\
 Type a question and press Enter: the answer streams, then its numbered sources.
@@ -21,7 +21,7 @@ End a line with \\ to continue it on the next. Ctrl-C stops an answer; Ctrl-D or
   :budget          token use of the last context, section by section
   :k N             passages to retrieve (now {k})
   :mode MODE       auto | dense | lexical | hybrid | graph (now {mode})
-  :llm SPEC        extractive | local[:MODEL] | openai[:MODEL] (now {llm})
+  :llm SPEC        auto | llama[:MODEL|PATH] | openai[:MODEL] | extractive (now {llm})
   :stats           store counts
   :quit            leave"""
 
@@ -56,13 +56,13 @@ class Repl:
 
     def answer(self, question: str) -> None:
         try:
-            ans = self.memory.ask(question, k=self.k, llm=self.llm, mode=self.mode, on_token=self.write)
+            ans = self.memory.ask(question, k=self.k, llm=self.llm, mode=self.mode, on_token=self.write,
+                                  on_context=lambda prep: self.say(reading_line(prep)))
         except KeyboardInterrupt:
             self.say("\n(answer stopped)")
             return
-        self.say("")
         self.last = ans
-        self.say(sources_text(ans))
+        self.say(answer_text(ans, streamed=True))
 
     def command(self, line: str) -> bool:
         try:
@@ -123,7 +123,7 @@ class Repl:
             self.say(f"mode = {self.mode}")
         elif name == "llm":
             if not args:
-                raise ValueError("usage: :llm extractive|local[:MODEL]|openai[:MODEL]")
+                raise ValueError("usage: :llm auto|llama[:MODEL|PATH]|openai[:MODEL]|extractive")
             self.memory.backend(args[0])  # load now: a bad spec fails here, not at the next question
             self.llm = args[0]
             self.say(f"llm = {self.llm}")
@@ -141,6 +141,9 @@ class Repl:
 def run_repl(memory: Any, llm: str | None = None) -> None:
     repl = Repl(memory, llm)
     stats = memory.stats()
+    memory.backend(repl.llm)  # load the model now, not at the first question
+    if memory.llm_notice:
+        repl.say(f"note: {memory.llm_notice}")
     repl.say(f"kgmem — {stats['documents']} documents, {stats.get('entities', 0)} entities in {memory.path}. "
              ":help for commands.")
     if sys.stdin.isatty() and sys.stdout.isatty():

@@ -1,4 +1,4 @@
-"""Context packing, the answering backends and cited answers (`Memory.ask`)."""
+"""Context packing, the answer step, the answering backends and cited short answers."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kgmem.graph.knowledge import Citation, Fact
-from kgmem.pipelines.llm import LLMError, OpenAIBackend
+from kgmem.pipelines.llm import NOT_FOUND, AnswerStream, LLMError, parse_reply
+from kgmem.pipelines.llm.openai import OpenAIBackend
 from kgmem.retrieval.packer import ContextTooSmallError, Packer, sandwich
 from kgmem.retrieval.types import Hit
+
+APA = "Who was the first president of the American Psychological Association?"
 
 
 def hit(n: int, text: str) -> Hit:
@@ -49,39 +52,109 @@ def test_near_duplicates_are_dropped_and_injected_text_stays_quoted(embedder):
     assert block.count(">>>") == 1 and "›››" in block
 
 
-def test_extractive_answer_cites_exact_spans(wiki_memory, wiki_questions):
-    for q in wiki_questions[:5]:
-        ans = wiki_memory.ask(q["question"])
-        assert "[1]" in ans.text or "[" in ans.text
-        assert ans.citations
+# ---------------------------------------------------------------------- parsing what models write
+@pytest.mark.parametrize("raw, expected", [
+    ('{"answer": "G. Stanley Hall", "sources": [2]}', ("G. Stanley Hall", [2], True)),
+    ('```json\n{"answer": "1991", "sources": ["3", 1]}\n```', ("1991", [3, 1], True)),
+    ('{\n  "answer": "Norway",\n  "sources": [1, 1, 4', ("Norway", [1, 4], True)),  # cut off mid-list
+    ('{"answer": "Karl Ren', ("Karl Ren", [], True)),  # cut off mid-answer: what there is
+    ("Henrik Ibsen wrote it [3].", ("Henrik Ibsen wrote it", [3], True)),  # plain text with markers
+    ('{"answer": "not in memory", "sources": []}', (NOT_FOUND, [], False)),
+    ('{"answer": "Unknown.", "sources": [1]}', (NOT_FOUND, [1], False)),
+    ('{"answer": "", "sources": []}', (NOT_FOUND, [], False)),
+])
+def test_parse_reply(raw, expected):
+    assert parse_reply(raw) == expected
+
+
+def test_answer_stream_passes_only_the_answer_field():
+    got: list[str] = []
+    stream = AnswerStream(got.append)
+    for piece in ['{\n "ans', 'wer": "G. St', 'anley \\"Stan\\" H', 'all\\u00e9', '", "sources": [2]}']:
+        stream.feed(piece)
+    assert "".join(got) == 'G. Stanley "Stan" Hallé'
+    plain: list[str] = []
+    stream = AnswerStream(plain.append)
+    for piece in ["Henrik ", "Ibsen [3]"]:
+        stream.feed(piece)
+    assert "".join(plain).strip() == "Henrik Ibsen"  # free text streams too, up to its markers
+
+
+# ---------------------------------------------------------------------- the no-LLM reader
+def test_reader_gives_short_cited_answers_with_their_sentence(wiki_memory, wiki_questions):
+    for q in wiki_questions:
+        ans = wiki_memory.ask(q["question"], llm="extractive")
+        assert ans.found and ans.short and len(ans.short.split()) <= 12
+        assert ans.citations and ans.text == f"{ans.short} " + "".join(f"[{c.n}]" for c in ans.citations)
         for c in ans.citations:
             doc = wiki_memory.get(c.doc_id)
-            assert doc.text[c.start : c.end] == c.quote
-            assert c.quote and c.quote in ans.text
-        assert ans.context_report.used <= wiki_memory.config.context_window - wiki_memory.config.answer_tokens
+            assert doc.text[c.start : c.end] == c.quote and c.quote  # the exact supporting sentence
+            if ans.short not in ("yes", "no"):
+                assert ans.short.lower() in c.quote.lower()
+        assert ans.support == " ".join(c.quote for c in ans.citations)
+        assert ans.context_report.used <= ans.context_report.window - wiki_memory.config.answer_tokens
         assert set(ans.timings) >= {"retrieve", "pack", "generate", "total"}
-        assert ans.passages and ans.passages[0].chunk_id == ans.context_report.included[0]
+
+
+def test_reader_fits_the_answer_type_to_the_question(wiki_memory):
+    when = wiki_memory.ask("When was the Journal of Psychotherapy Integration established?", llm="extractive")
+    assert when.short == "1991"
+    how_many = wiki_memory.ask("How many people does Publix employ?", llm="extractive")
+    assert any(ch.isdigit() for ch in how_many.short)
+    for question in (APA, "Who wrote the play Brand?"):
+        who = wiki_memory.ask(question, llm="extractive")
+        src = who.context.source(who.citations[0].n)
+        doc = wiki_memory.get(src.doc_id).text
+        people = {doc[a:b] for a, b, label, _ in who.context.mentions[src.chunk_id] if label in ("PERSON", "ORG")}
+        assert who.short in people  # a person (or body), as "who" asks, found by spaCy at ingest
+    yes_no = wiki_memory.ask("Is Publix a supermarket chain?", llm="extractive")
+    assert yes_no.short in ("yes", "no") and yes_no.citations
+
+
+def test_blank_and_overlong_questions(wiki_memory):
+    for blank in ("", "   ", "\n\t"):
+        with pytest.raises(ValueError, match="empty"):
+            wiki_memory.ask(blank, llm="extractive")
+    long_q = "Who was the first president of the American Psychological Association? " + "very " * 2000
+    ans = wiki_memory.ask(long_q, llm="extractive")
+    assert ans.notices and "trimmed" in ans.notices[0]
+    assert ans.context_report.used <= ans.context_report.window - wiki_memory.config.answer_tokens
 
 
 def test_ask_uses_graph_facts_about_the_question_entities(wiki_memory):
-    ans = wiki_memory.ask("Who was the first president of the American Psychological Association?")
+    ans = wiki_memory.ask(APA, llm="extractive")
     assert any("American Psychological Association" in (f.subject, f.object) for f in ans.facts)
     assert ans.context_report.sections["facts"] > 0
 
 
+# ---------------------------------------------------------------------- an OpenAI-compatible server
 class _ChatServer(BaseHTTPRequestHandler):
-    """A minimal OpenAI-compatible server: streams a fixed answer as server-sent events."""
+    """A small OpenAI-compatible server; what it sends is set per test."""
 
     requests: list[dict] = []
+    events: list[dict] = []
+    reject_schema = False
+    stream = True
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        cls = type(self)
+        cls.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        if cls.reject_schema and "response_format" in body:
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(b'{"error": "response_format is not supported"}')
+            return
         self.send_response(200)
+        if not cls.stream:
+            content = "".join(e.get("choices", [{}])[0].get("delta", {}).get("content", "") for e in cls.events)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"choices": [{"message": {"content": content}}]}).encode())
+            return
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        for piece in ["G. Stanley Hall ", "was its first president ", "[2]."]:
-            event = {"choices": [{"delta": {"content": piece}}]}
+        for event in cls.events:
             self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
             self.wfile.flush()
         self.wfile.write(b"data: [DONE]\n\n")
@@ -90,46 +163,65 @@ class _ChatServer(BaseHTTPRequestHandler):
         pass
 
 
-def test_openai_compatible_backend_streams_from_a_real_http_server(wiki_memory):
+def _pieces(*parts: str) -> list[dict]:
+    return [{"choices": [{"delta": {"content": p}}]} for p in parts]
+
+
+@pytest.fixture
+def chat_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        backend = OpenAIBackend(base_url=f"http://127.0.0.1:{server.server_port}/v1", model="m", api_key="sk-test")
-        pieces: list[str] = []
-        ans = wiki_memory.ask("Who was the first president of the American Psychological Association?",
-                              llm=backend, on_token=pieces.append)
-        assert "".join(pieces) == "G. Stanley Hall was its first president [2]."
-        assert ans.text == "G. Stanley Hall was its first president [2]."
-        assert [c.n for c in ans.citations] == [2]
-        req = _ChatServer.requests[-1]
-        assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-test"
-        assert req["body"]["stream"] is True and req["body"]["messages"][0]["role"] == "system"
-        assert "Question: Who was the first president" in req["body"]["messages"][1]["content"]
-    finally:
-        server.shutdown()
+    _ChatServer.requests, _ChatServer.reject_schema, _ChatServer.stream = [], False, True
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_openai_backend_streams_a_short_cited_answer(wiki_memory, chat_server):
+    _ChatServer.events = _pieces('{"answer": "G. Stan', 'ley Hall", "sour', 'ces": [2]}')
+    backend = OpenAIBackend(base_url=chat_server, model="m", api_key="sk-test", context_window=1500)
+    pieces: list[str] = []
+    ans = wiki_memory.ask(APA, llm=backend, on_token=pieces.append)
+    assert "".join(pieces) == "G. Stanley Hall"  # only the answer field reaches the caller
+    assert ans.short == "G. Stanley Hall" and ans.found
+    assert ans.text == "G. Stanley Hall [2]" and [c.n for c in ans.citations] == [2]
+    src = ans.context.source(2)
+    assert ans.citations[0].quote in src.text  # narrowed to one sentence of source [2]
+    req = _ChatServer.requests[-1]
+    assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-test"
+    assert req["body"]["stream"] is True and req["body"]["messages"][0]["role"] == "system"
+    assert req["body"]["response_format"]["type"] == "json_schema"
+    assert f"Question: {APA}" in req["body"]["messages"][1]["content"]
+    assert ans.context.prompt_tokens <= 1500 - wiki_memory.config.answer_tokens  # its window, not 2,048
+
+
+def test_openai_backend_declines_and_falls_back(wiki_memory, chat_server):
+    _ChatServer.events = _pieces('{"answer": "not in memory", "sources": []}')
+    ans = wiki_memory.ask("What is the airspeed of an unladen swallow?", llm=OpenAIBackend(base_url=chat_server))
+    assert not ans.found and ans.text == NOT_FOUND and ans.citations == []
+    # A server that rejects response_format is asked again without it; a non-streamed reply is read too.
+    _ChatServer.reject_schema, _ChatServer.stream = True, False
+    _ChatServer.events = _pieces("Henrik Ibsen [1]")
+    ans = wiki_memory.ask("Who wrote the play Brand?", llm=OpenAIBackend(base_url=chat_server))
+    assert ans.short == "Henrik Ibsen" and [r["body"].get("response_format") is None for r in _ChatServer.requests[-2:]] == [False, True]
+
+
+def test_openai_backend_errors_are_one_line(wiki_memory, chat_server):
+    _ChatServer.events = [{"error": {"message": "model overloaded"}}]
+    with pytest.raises(LLMError, match="model overloaded"):
+        wiki_memory.ask(APA, llm=OpenAIBackend(base_url=chat_server))
     with pytest.raises(LLMError, match="cannot reach"):
-        wiki_memory.ask("anything", llm=OpenAIBackend(base_url=f"http://127.0.0.1:{server.server_port}/v1", timeout=2))
+        wiki_memory.ask("anything", llm=OpenAIBackend(base_url="http://127.0.0.1:9/v1", timeout=2))
+    with pytest.raises(LLMError, match="http"):
+        OpenAIBackend(base_url="file:///etc/passwd")
 
 
-@pytest.mark.slow
-def test_local_model_answers_for_real(wiki_memory):
-    pytest.importorskip("gguf")
-    from kgmem.pipelines.llm import LocalBackend
-
-    backend = LocalBackend("smollm2-135m", context_window=1024)
-    streamed: list[str] = []
-    ans = wiki_memory.ask("Who was the first president of the American Psychological Association?",
-                          llm=backend, k=4, on_token=streamed.append)
-    assert ans.text and "".join(streamed).strip() == ans.text.split(" [")[0].strip() or streamed
-    assert ans.context.prompt_tokens <= 1024 - wiki_memory.config.answer_tokens
-    assert backend.count_tokens(backend.render(ans.context.system, ans.context.user)) == ans.context.prompt_tokens
-
-
+# ---------------------------------------------------------------------- the LLM is called once, to answer
 class CountingBackend:
-    """An answering backend that counts its calls (and answers with a fixed cited line)."""
+    """An answering backend that counts its calls (and answers with a fixed cited reply)."""
 
     name = "counting"
     context_window = 2048
+    instructions = "Answer."
 
     def __init__(self, count):
         self.count = count
@@ -142,27 +234,29 @@ class CountingBackend:
         return f"{system}\n\n{user}"
 
     def answer(self, question, context, max_tokens, on_token=None):
+        from kgmem.pipelines.llm import Reply
+
         self.calls += 1
-        return "An answer [1]."
+        return Reply("An answer", [1])
 
 
 def test_the_llm_is_called_only_to_write_the_answer(memory, embedder, wiki_records):
     backend = CountingBackend(lambda t: len(embedder.token_offsets([t])[0]))
-    memory._backends["extractive"] = backend  # whatever the settings name, this is the LLM
     memory.ingest(wiki_records[:20])
     memory.search("Who founded the journal?", mode="auto")
-    prepared = memory.context("Who founded the journal?")
+    prepared = memory.context("Who founded the journal?", llm=backend)
     assert backend.calls == 0 and prepared.context.sources
-    answer = memory.ask("Who founded the journal?")
-    assert backend.calls == 1 and answer.text == "An answer [1]."
+    answer = memory.ask("Who founded the journal?", llm=backend)
+    assert backend.calls == 1 and answer.short == "An answer" and answer.citations[0].n == 1
 
 
 def test_threads_sharing_one_memory_keep_their_own_question_entities(wiki_memory, wiki_questions):
     from concurrent.futures import ThreadPoolExecutor
 
     questions = [q["question"] for q in wiki_questions]
-    alone = {q: sorted(e.key for e in wiki_memory.context(q).linked) for q in questions}
+    alone = {q: sorted(e.key for e in wiki_memory.context(q, llm="extractive").linked) for q in questions}
     assert sum(1 for keys in alone.values() if keys) >= len(questions) // 2
     with ThreadPoolExecutor(max_workers=4) as pool:
-        together = list(pool.map(lambda q: (q, sorted(e.key for e in wiki_memory.context(q).linked)), questions * 3))
+        together = list(pool.map(lambda q: (q, sorted(e.key for e in wiki_memory.context(q, llm="extractive").linked)),
+                                 questions * 3))
     assert all(keys == alone[q] for q, keys in together)

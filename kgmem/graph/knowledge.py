@@ -122,6 +122,19 @@ class KnowledgeGraph:
         ]
         return Entity(name=ename, label=label, key=key, aliases=aliases, mentions=mentions)
 
+    def mentions_in(self, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int, str, int]]]:
+        """Each chunk's mentions: (start, end, label, entity id), document offsets."""
+        out: dict[int, list[tuple[int, int, str, int]]] = {}
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            for cid, start, end, label, eid in self.sql.conn.execute(
+                "SELECT chunk_id, start, end, label, entity_id FROM mentions "
+                f"WHERE chunk_id IN ({','.join('?' * len(part))}) ORDER BY chunk_id, start", part,
+            ):
+                out.setdefault(cid, []).append((start, end, label, eid))
+        return out
+
     def facts(self, relation_ids: Sequence[int]) -> list[Fact]:
         """Relations grouped by (subject, predicate, object), each with every citation."""
         grouped: dict[tuple[str, str, str], Fact] = {}

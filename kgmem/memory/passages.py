@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import RUNTIME, STRUCTURAL, Config
+from ..config import ANSWERING, RUNTIME, STRUCTURAL, Config
 from ..errors import StoreMismatchError
 from .chunker import chunk_text
 from .embedder import Embedder, shared_embedder
@@ -79,7 +79,7 @@ class PassageStore:
             return asked
         # Runtime-only settings come from this process, not from whoever built the store.
         here = Config()
-        return on_disk.replace(**{name: getattr(here, name) for name in RUNTIME})
+        return on_disk.replace(**{name: getattr(here, name) for name in RUNTIME + ANSWERING})
 
     @property
     def embedder(self) -> Embedder:

@@ -12,7 +12,11 @@ from ..retrieval.graph import LinkedEntity
 from ..retrieval.packer import ContextReport, PackedContext, Packer
 from ..retrieval.search import Searcher
 from ..retrieval.types import Hit
-from .llm import CITATION, Backend
+from ..memory.chunker import sentence_spans
+from ..memory.passages import stopwords
+from .llm import Backend, Reply
+
+_WORDS = re.compile(r"\w+", re.UNICODE)
 
 OnToken = Callable[[str], None]
 
@@ -34,7 +38,7 @@ class AnswerCitation:
 @dataclass
 class Answer:
     question: str
-    text: str
+    text: str  # the short answer with the [n] it rests on: "G. Stanley Hall [2]"
     citations: list[AnswerCitation]
     passages: list[Hit]
     facts: list[Fact]
@@ -43,18 +47,28 @@ class Answer:
     backend: str = ""
     context: PackedContext | None = field(default=None, repr=False)
     entities: list[LinkedEntity] = field(default_factory=list)  # the question's entities, as linked
+    short: str = ""  # the answer alone, without markers ("G. Stanley Hall")
+    found: bool = True  # False: memory does not hold the answer ("not in memory")
+    support: str = ""  # the sentence(s) of the cited passages the answer stands in
+    usage: dict[str, Any] = field(default_factory=dict)  # prompt/cached/completion tokens, first token (s)
+    notices: list[str] = field(default_factory=list)  # e.g. the question was trimmed to fit
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "answer": self.text,
+            "short": self.short,
+            "found": self.found,
+            "support": self.support,
             "citations": [c.as_dict() for c in self.citations],
             "passages": [h.as_dict() for h in self.passages],
             "facts": [f.as_dict() for f in self.facts],
             "context": self.context_report.as_dict(),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "usage": self.usage,
             "backend": self.backend,
             "entities": [e.surface for e in self.entities],
+            "notices": self.notices,
         }
 
 
@@ -73,54 +87,52 @@ def facts_for(graph: KnowledgeGraph, entity_ids: list[int], limit: int = 40, sca
     return graph.facts([r[0] for r in rows])[:limit]
 
 
-def resolve_citations(text: str, context: PackedContext) -> list[AnswerCitation]:
-    """Each [n] in the answer → its document span. Where the words just before the
-    marker stand verbatim in the source, the span narrows to them."""
-    out: dict[int, AnswerCitation] = {}
-    last = 0
-    for m in CITATION.finditer(text):
-        n = int(m.group(1))
-        claim = re.sub(r"(\[\d+\]\s*)+$", "", text[last : m.start()]).strip()
-        last = m.end()
-        src = context.source(n)
-        if src is None:
-            continue  # the model cited a number it was not given
-        start, end, quote = src.start, src.end, src.text
-        if claim and src.text:
-            pos = src.text.find(claim)
-            if pos >= 0:
-                start, end, quote = src.start + pos, src.start + pos + len(claim), claim
-        if n not in out or (end - start) < (out[n].end - out[n].start):
-            out[n] = AnswerCitation(n, src.doc_id, src.chunk_id, src.title, start, end, quote)
-    return [out[n] for n in sorted(out)]
-
-
-def attribute(text: str, context: PackedContext, min_overlap: float = 0.5) -> str:
-    """Add [n] after answer sentences that cite nothing, where one packed passage holds
-    most of the sentence's content words. Small models often forget to cite."""
-    from ..memory.chunker import sentence_spans
-    from ..memory.passages import stopwords
-
+def _support(text: str, answer: str, question: str) -> tuple[int, int]:
+    """The sentence of `text` the answer stands in: the one holding it, else the one that
+    shares most words with the answer and the question."""
+    spans = sentence_spans(text) or [(0, len(text))]
+    pos = text.lower().find(answer.lower()) if answer and answer.lower() not in ("yes", "no") else -1
+    if pos >= 0:
+        return next(((s, e) for s, e in spans if s <= pos < e), spans[0])
     stop = stopwords()
-    packed = [s for s in context.sources if s.packed]
-    if not packed:
-        return text
-    words_of = {s.n: set(re.findall(r"\w+", s.text.lower())) for s in packed}
-    out, last = [], 0
-    for start, end in sentence_spans(text):
-        sentence = text[start:end]
-        out.append(text[last:end])
-        last = end
-        if CITATION.search(sentence):
-            continue
-        content = {w for w in re.findall(r"\w+", sentence.lower()) if w not in stop}
-        if not content:
-            continue
-        best = max(packed, key=lambda s: len(content & words_of[s.n]))
-        if len(content & words_of[best.n]) / len(content) >= min_overlap:
-            out.append(f" [{best.n}]")
-    out.append(text[last:])
-    return "".join(out)
+    want = {w for w in _WORDS.findall(f"{answer} {answer} {question}".lower()) if w not in stop}
+    return max(spans, key=lambda se: len(want & set(_WORDS.findall(text[se[0]:se[1]].lower()))))
+
+
+def _cover(text: str, answer: str, start: int, end: int) -> int:
+    """Extend a sentence span so that it holds the whole answer when the answer begins in
+    it but runs past its end (a splitter that cut after an initial: "G. | Stanley Hall")."""
+    low = answer.lower()
+    if not low or low in ("yes", "no"):
+        return end
+    pos = text.lower().find(low, start)
+    if not 0 <= pos < end or pos + len(low) <= end:
+        return end
+    last = pos + len(low)
+    return next((e for s, e in sentence_spans(text) if s <= last - 1 < e), last)
+
+
+def cite(reply: Reply, context: PackedContext, question: str) -> list[AnswerCitation]:
+    """The reply's sources as citations, each narrowed to its supporting sentence. A
+    reply that names no valid source is attributed to the packed passage holding it."""
+    if not reply.found:
+        return []
+    valid = [n for n in reply.sources if context.source(n) is not None and context.source(n).text]
+    if not valid:
+        low = reply.answer.lower()
+        holding = [s for s in context.sources if s.packed and low and low in s.text.lower()]
+        valid = [holding[0].n] if holding and low not in ("yes", "no") else []
+    given = {n: (s, e) for n, s, e in reply.support}
+    out = []
+    for n in valid:
+        src = context.source(n)
+        s, e = given.get(n) or _support(src.text, reply.answer, question)
+        e = _cover(src.text, reply.answer, s, e)
+        quote = src.text[s:e].strip()
+        lead = len(src.text[s:e]) - len(src.text[s:e].lstrip())
+        out.append(AnswerCitation(n, src.doc_id, src.chunk_id, src.title, src.start + s + lead,
+                                  src.start + s + lead + len(quote), quote))
+    return out
 
 
 @dataclass
@@ -129,6 +141,19 @@ class Prepared:
     linked: list[LinkedEntity]
     context: PackedContext
     timings: dict[str, float]
+    notices: list[str] = field(default_factory=list)
+    question: str = ""  # as packed (trimmed when it was longer than the window allows)
+
+
+def _fit_question(question: str, count: Callable[[str], int], limit: int) -> tuple[str, str | None]:
+    """A question longer than `limit` tokens is cut (at a word) to fit, with a notice."""
+    n = count(question)
+    if n <= limit:
+        return question, None
+    cut = question
+    while count(cut) > limit and len(cut) > 1:
+        cut = cut[: int(len(cut) * limit / max(count(cut), 1) * 0.95)].rsplit(" ", 1)[0] or cut[: len(cut) // 2]
+    return cut, f"the question ({n} tokens) was trimmed to {count(cut)} tokens to fit the context window"
 
 
 def prepare(
@@ -141,45 +166,59 @@ def prepare(
     mode: str = "auto",
     window: int | None = None,
     answer_tokens: int = 256,
+    fact_share: float = 0.0,
 ) -> Prepared:
     """Retrieve and pack, without generating: everything up to the LLM call."""
+    if not question or not question.strip():
+        raise ValueError("the question is empty")
+    window = window or backend.context_window
+    question, notice = _fit_question(question.strip(), backend.count_tokens, max(16, (window - answer_tokens) // 3))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     hits = searcher.search(question, k=k, mode=mode)
     timings["retrieve"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     if mode in ("auto", "graph"):
-        linked = searcher.last_linked
+        linked, mass = searcher.last_linked, searcher.last_entity_mass
     else:
-        linked = searcher.graph.link(question) if searcher.graph is not None else []
+        linked, mass = (searcher.graph.link(question) if searcher.graph is not None else []), {}
     facts = facts_for(graph, [e.entity_id for e in linked])
-    packer = Packer(backend.count_tokens, window or backend.context_window, answer_tokens, render=backend.render)
+    packer = Packer(backend.count_tokens, window, answer_tokens, render=backend.render, fact_share=fact_share,
+                    instructions=getattr(backend, "instructions", None) or None)
     context = packer.pack(question, hits, facts)
     untitled = [s for s in context.sources if not s.title]
-    if untitled:  # sources cited only through a fact: name them for the reader
+    if untitled:  # sources cited only through a fact: name them (and quote the fact's sentence)
         found = searcher.passages.chunks([s.chunk_id for s in untitled])
         for src in untitled:
             if src.chunk_id in found:
-                src.title, src.source = found[src.chunk_id].title, found[src.chunk_id].source
+                c = found[src.chunk_id]
+                src.title, src.source = c.title, c.source
+                src.text = c.text[max(src.start - c.start, 0) : max(src.end - c.start, 0)]
+    if getattr(backend, "needs_graph", False):
+        context.mentions = graph.mentions_in(context.report.included)
+        context.entity_mass = dict(mass)
     timings["pack"] = time.perf_counter() - t1
-    return Prepared(hits, list(linked), context, timings)
+    return Prepared(hits, list(linked), context, timings, [notice] if notice else [], question)
 
 
 def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: int = 256,
            on_token: OnToken | None = None) -> Answer:
-    """Generate from a prepared context and resolve the [n] citations."""
+    """Generate from a prepared context: a short answer, cited to its supporting sentence."""
     context, timings = prep.context, prep.timings
     t0 = time.perf_counter()
-    text = backend.answer(question, context, answer_tokens, on_token)
+    reply = backend.answer(question, context, answer_tokens, on_token)
     timings["generate"] = time.perf_counter() - t0
-    if not CITATION.search(text):
-        text = attribute(text, context)
+    citations = cite(reply, context, question)
+    text = reply.answer + (" " + "".join(f"[{c.n}]" for c in citations) if citations else "")
     timings["total"] = timings["retrieve"] + timings["pack"] + timings["generate"]
     included = set(context.report.included)
+    usage = {"prompt_tokens": reply.prompt_tokens or context.prompt_tokens, "cached_tokens": reply.cached_tokens,
+             "completion_tokens": reply.completion_tokens,
+             "first_token_s": round(reply.first_token if reply.first_token is not None else timings["generate"], 4)}
     return Answer(
         question=question,
         text=text,
-        citations=resolve_citations(text, context),
+        citations=citations,
         passages=[h for h in prep.hits if h.chunk_id in included],
         facts=context.facts,
         context_report=context.report,
@@ -187,4 +226,9 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
         backend=getattr(backend, "name", type(backend).__name__),
         context=context,
         entities=prep.linked,
+        short=reply.answer,
+        found=reply.found,
+        support=" ".join(c.quote for c in citations),
+        usage=usage,
+        notices=list(prep.notices),
     )

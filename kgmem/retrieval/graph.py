@@ -44,6 +44,7 @@ class GraphSettings:
     dense_seed_weight: float = 0.2
     relation_weight: float = 1.0
     max_ngram: int = 6
+    entity_scores: int = 200  # how many of the walk's best entities a ranking reports
 
 
 @dataclass
@@ -57,6 +58,9 @@ class LinkedEntity:
 class GraphRanking:
     chunks: list[tuple[int, float]]
     linked: list[LinkedEntity] = field(default_factory=list)
+    # Mass the walk left on entities (entity id -> score), the top ones: the reader
+    # that answers without an LLM uses it to find the second hop's entity.
+    entities: dict[int, float] = field(default_factory=dict)
 
 
 def _fetch_pairs(conn, sql: str, block: int = 1_000_000) -> np.ndarray:
@@ -271,8 +275,12 @@ class GraphRetriever:
         restart = np.bincount(inverse, weights=np.concatenate(mass), minlength=len(nodes))
         restart /= restart.sum()
         nodes, scores = mat.personalized_pagerank(nodes, restart, s.damping, s.iterations, s.push_epsilon)
+        is_ent = (nodes < mat.n_e) & (scores > 0)
+        ent_nodes, ent_scores = nodes[is_ent], scores[is_ent]
+        top_e = np.argsort(-ent_scores, kind="stable")[: self.settings.entity_scores]
+        entities = {int(mat.ent_ids[ent_nodes[i]]): float(ent_scores[i]) for i in top_e}
         is_chunk = (nodes >= mat.n_e) & (scores > 0)
         nodes, scores = nodes[is_chunk], scores[is_chunk]
         top = np.argsort(-scores, kind="stable")[:k]
         ranked = [(int(mat.chunk_ids[nodes[i] - mat.n_e]), float(scores[i])) for i in top]
-        return GraphRanking(ranked, linked)
+        return GraphRanking(ranked, linked, entities)

@@ -78,6 +78,11 @@ class PackedContext:
     report: ContextReport
     prompt_tokens: int = 0
     fact_lines: list[str] = field(default_factory=list)
+    # For readers that answer without an LLM (filled by the query pipeline when asked):
+    # graph mentions of each packed chunk, (start, end, label, entity id) in document
+    # offsets, and the mass the graph walk left on each entity.
+    mentions: dict[int, list[tuple[int, int, str, int]]] = field(default_factory=dict)
+    entity_mass: dict[int, float] = field(default_factory=dict)
 
     def source(self, n: int) -> Source | None:
         return next((s for s in self.sources if s.n == n), None)
@@ -107,6 +112,7 @@ class Packer:
         answer_tokens: int = 256,
         render: Callable[[str, str], str] | None = None,
         fact_share: float = 0.2,
+        instructions: str | None = None,
     ):
         self.count = count_tokens
         self.window = window
@@ -114,10 +120,11 @@ class Packer:
         # render(system, user) -> the exact text the model sees (chat template included)
         self.render = render or (lambda system, user: f"{system}\n\n{user}")
         self.fact_share = fact_share
+        self.instructions = instructions or INSTRUCTIONS
 
     def pack(self, question: str, hits: Sequence[Hit], facts: Sequence[Any] = ()) -> PackedContext:
-        question_block = f"Question: {question.strip()}\nAnswer (with [n] citations):"
-        fixed = self.count(self.render(INSTRUCTIONS, question_block))
+        question_block = f"Question: {question.strip()}"
+        fixed = self.count(self.render(self.instructions, question_block))
         room = self.window - self.answer_tokens - fixed
         if room < 0:
             raise ContextTooSmallError(
@@ -223,4 +230,4 @@ class Packer:
         if fact_lines:
             parts.append("Facts from the knowledge graph (subject | relation | object [passage]):\n" + "\n".join(fact_lines))
         parts.append(question_block)
-        return INSTRUCTIONS, "\n\n".join(parts)
+        return self.instructions, "\n\n".join(parts)

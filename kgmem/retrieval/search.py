@@ -41,6 +41,11 @@ class Searcher:
         """Question entities the last graph ranking on this thread linked."""
         return getattr(self._local, "linked", [])
 
+    @property
+    def last_entity_mass(self) -> dict[int, float]:
+        """Entity id -> the mass the last graph walk on this thread left on it."""
+        return getattr(self._local, "entities", {})
+
     def candidate_depth(self, k: int) -> int:
         # Fusion needs more than k from each retriever: an item ranked 30th by both
         # can beat one ranked 1st by only one of them.
@@ -65,6 +70,7 @@ class Searcher:
             dense = out.get("dense") or self.passages.dense_search([query], self.graph.settings.dense_seeds)[0]
             ranking = self.graph.rank(query, k, dense=dense)
             self._local.linked = ranking.linked
+            self._local.entities = ranking.entities
             out["graph"] = ranking.chunks
         return out
 

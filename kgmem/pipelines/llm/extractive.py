@@ -1,0 +1,260 @@
+"""`extractive`: short answers with no LLM — a reader over the packed passages.
+
+Candidates are the named entities and noun phrases that spaCy found in the packed
+passages at ingest (the graph's mentions: nothing is parsed at question time), plus
+numbers. Each is scored by
+- how similar its sentence is to the question (the embedder, one batch per question),
+- the mass the graph walk left on its entity (the second hop of a multi-hop question
+  collects mass from the first without sharing its words),
+- the rank of its passage,
+- how its type fits the question (who → PERSON/ORG, where → GPE/LOC/FAC, when → DATE,
+  how many → numbers), and
+- not being named in the question already.
+Yes/no questions answer yes or no; "X or Y" questions choose between X and Y. The
+answer is the best span, cited with the sentence it stands in.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...memory.chunker import sentence_spans
+from ...retrieval.packer import PackedContext
+from .base import NOT_FOUND, OnToken, Reply
+
+NAMED = {"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE", "DATE"}
+NUMBER = "NUMBER"
+_AUX = {"is", "are", "was", "were", "do", "does", "did", "can", "could", "has", "have", "had", "will", "would",
+        "should", "shall", "may", "might", "must"}
+_WORD = re.compile(r"\w+", re.UNICODE)
+_NUMERIC = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?(?:\s?(?:%|percent|million|billion|thousand|km|miles|m|kg|feet))?(?!\w)")
+_YEAR = re.compile(r"\b(1\d{3}|20\d{2})\b")
+_STOP = {"the", "a", "an", "of", "in", "on", "at", "to", "for", "by", "and", "or", "is", "was", "were", "are", "be",
+         "who", "what", "which", "where", "when", "how", "whose", "whom", "did", "does", "do", "that", "this", "it",
+         "its", "his", "her", "their", "with", "from", "as", "name", "called"}
+
+# (pattern on the lower-cased question, labels that fit its answer, with how well)
+_TYPES: list[tuple[re.Pattern[str], dict[str, float]]] = [
+    (re.compile(r"\bhow (many|much)\b|\bwhat (number|percentage|amount)\b|\bhow (old|long|tall|far|high|large|big)\b"),
+     {NUMBER: 1.0}),
+    (re.compile(r"\bwhen\b|\b(what|which) (year|date|day|month|century|decade|time|period)\b|\bin what year\b"), {"DATE": 1.0}),
+    (re.compile(r"\bwhere\b|\b(what|which) (city|country|state|county|place|region|continent|town|province|"
+                r"location|island|river|nation|capital|village|district|area|mountain|lake|sea|ocean)\b"),
+     {"GPE": 1.0, "LOC": 1.0, "FAC": 0.8}),
+    (re.compile(r"\b(what|which) (company|organi[sz]ation|band|team|university|school|college|party|group|agency|"
+                r"label|network|league|club|corporation|firm|institution|publisher|airline|station|studio|channel)\b"),
+     {"ORG": 1.0, "FAC": 0.6}),
+    (re.compile(r"\b(what|which) (language)\b"), {"LANGUAGE": 1.0, "NORP": 0.8}),
+    (re.compile(r"\b(what|which) (nationality|ethnicity|religion)\b"), {"NORP": 1.0, "GPE": 0.7}),
+    (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\b(what|which) (person|actor|actress|singer|author|writer|director|"
+                r"player|artist|musician|composer|politician|president|king|queen|founder|man|woman|producer)\b"),
+     {"PERSON": 1.0, "ORG": 0.7, "NORP": 0.3}),
+]
+
+
+def expected_labels(question: str) -> dict[str, float] | None:
+    q = question.lower()
+    for pattern, labels in _TYPES:
+        if pattern.search(q):
+            return labels
+    return None
+
+
+_WH = {"who", "whom", "whose", "what", "which", "where", "when", "why", "how"}
+
+
+def is_yes_no(question: str) -> bool:
+    """Starts with an auxiliary and asks for nothing else ("Do X, …, remake a film of what
+    year?" asks for a year)."""
+    words = _WORD.findall(question.lower())
+    return bool(words) and words[0] in _AUX and " or " not in question.lower() and not _WH & set(words)
+
+
+def options(question: str) -> list[str]:
+    """The two options of "…, X or Y?" questions ([] when there are none): the run of
+    capitalised words (or numbers) just before "or", and what follows it."""
+    m = re.search(r"((?:[A-Z0-9][\w'’.&-]*\s+)*[A-Z0-9][\w'’.&-]*)\s+or\s+(?:the\s+)?([A-Z0-9][^?,]*?)\s*\??\s*$",
+                  question.strip())
+    if not m:
+        return []
+    first = re.sub(r"^(?:The|A|An)\s+", "", m.group(1).strip())
+    return [first, m.group(2).strip()]
+
+
+def _content(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+@dataclass
+class Candidate:
+    text: str
+    label: str
+    n: int  # the source it stands in
+    sentence: tuple[int, int]  # span in the source's text
+    score: float
+
+
+class ExtractiveBackend:
+    """The no-LLM reader. `embed` embeds a batch of texts (normalised vectors)."""
+
+    name = "extractive"
+    instructions = ""  # the packer's default instructions; nobody reads them
+    needs_graph = True  # prepare() attaches mentions and the walk's entity mass
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray], count_tokens: Callable[[str], int],
+                 context_window: int = 2048):
+        self.embed = embed
+        self._count = count_tokens
+        self.context_window = context_window
+
+    def count_tokens(self, text: str) -> int:
+        return self._count(text)
+
+    def render(self, system: str, user: str) -> str:
+        return f"{system}\n\n{user}"
+
+    # ------------------------------------------------------------------ answer
+    def answer(self, question: str, context: PackedContext, max_tokens: int,
+               on_token: OnToken | None = None) -> Reply:
+        reply = self.read(question, context)
+        if on_token:
+            on_token(reply.answer)
+        return reply
+
+    def read(self, question: str, context: PackedContext) -> Reply:
+        packed = [s for s in context.sources if s.packed and s.text]
+        if not packed:
+            return Reply(NOT_FOUND, [], found=False)
+        sentences: list[tuple[int, int, int]] = []  # (n, start, end)
+        for src in packed:
+            sentences += [(src.n, s, e) for s, e in sentence_spans(src.text) if e - s > 2]
+        by_n = {s.n: s for s in packed}
+        vecs = self.embed([question] + [by_n[n].text[s:e] for n, s, e in sentences])
+        sims = vecs[1:] @ vecs[0]
+        sim_of = {sent: float(v) for sent, v in zip(sentences, sims)}
+        best_sent = max(sim_of, key=sim_of.get)
+        if is_yes_no(question):
+            return self._yes_no(question, best_sent, packed)
+        cands = self._candidates(question, packed, sentences, sim_of, context)
+        opts = options(question)
+        if opts:
+            chosen = self._choose(question, opts, packed, cands)
+            if chosen is not None:
+                return chosen
+        if not cands:
+            return Reply(NOT_FOUND, [], found=False)
+        best = max(cands.values(), key=lambda c: c.score)
+        return Reply(best.text, [best.n], found=True, support=[(best.n, *best.sentence)])
+
+    def _yes_no(self, question: str, best: tuple[int, int, int], packed: list) -> Reply:
+        """"Are A and B both C?": yes when the passage about each of A and B says C (a
+        words of C, by their first five letters), else no. Other yes/no questions: yes, the
+        better prior without a model that reads."""
+        n, s, e = best
+        m = re.match(r"^\s*\w+\s+(.+?)\s+and\s+(.+?)\s+both\s+(.+?)\?*\s*$", question, re.I) or re.match(
+            r"^\s*\w+\s+both\s+(?:[\w\s]+,\s*)?(.+?)\s+and\s+(.+?),\s*(.+?)\?*\s*$", question, re.I)
+        if m:
+            claim = {w[:5] for w in _content(m.group(3)) if len(w) > 2}
+            verdicts, where = [], []
+            for name in (m.group(1), m.group(2)):
+                words = _content(name)
+                src = next((x for x in packed if words and words <= _content(x.title)), None) or next(
+                    (x for x in packed if words and words <= _content(x.text)), None)
+                if src is None or not claim:
+                    verdicts = []
+                    break
+                stems = {w[:5] for w in _content(src.text)}
+                verdicts.append(claim <= stems)
+                where.append(src)
+            if len(verdicts) == 2:
+                src = where[0] if not verdicts[0] or verdicts[1] else where[1]
+                span = sentence_spans(src.text)[0] if sentence_spans(src.text) else (0, len(src.text))
+                return Reply("yes" if all(verdicts) else "no", [src.n], found=True, support=[(src.n, *span)])
+        return Reply("yes", [n], found=True, support=[(n, s, e)])
+
+    def _candidates(self, question: str, packed: list, sentences: list[tuple[int, int, int]], sim_of: dict,
+                    context: PackedContext) -> dict[str, Candidate]:
+        want = expected_labels(question)
+        q_words = _content(question)
+        mass = context.entity_mass or {}
+        top_mass = max(mass.values(), default=0.0) or 1.0
+        sims = np.array(list(sim_of.values()))
+        lo, hi = float(sims.min()), float(sims.max())
+        spread = (hi - lo) or 1.0
+        out: dict[str, Candidate] = {}
+        for rank, src in enumerate(packed):
+            spans = [(s, e) for n, s, e in sentences if n == src.n]
+            found: list[tuple[int, int, str, int | None]] = []
+            for m in (context.mentions or {}).get(src.chunk_id, []):
+                start, end = m[0] - src.start, m[1] - src.start
+                if 0 <= start < end <= len(src.text):
+                    found.append((start, end, m[2], m[3]))
+            if want and NUMBER in want:
+                found += [(m.start(), m.end(), NUMBER, None) for m in _NUMERIC.finditer(src.text)]
+            for start, end, label, entity in found:
+                text = src.text[start:end].strip(" ,.;:'\"()")
+                words = _content(text)
+                if not words or len(text) > 80:
+                    continue
+                if label == NUMBER and _YEAR.fullmatch(text) and NUMBER in want:
+                    continue  # a year is not a count
+                inside = len(words & q_words) / len(words)
+                if inside >= 1.0:
+                    continue  # already named in the question
+                if want:
+                    fit = want.get(label) or (0.12 if label in NAMED else 0.08)
+                else:
+                    fit = 1.0 if label in NAMED else 0.55
+                sent = next(((s, e) for s, e in spans if s <= start < e), spans[0] if spans else (0, len(src.text)))
+                sim = (sim_of.get((src.n, *sent), lo) - lo) / spread
+                walk = mass.get(entity, 0.0) / top_mass if entity is not None else 0.0
+                score = fit * (1.0 - 0.6 * inside) * (sim + 0.45 * math.sqrt(walk) + 0.35 / (1 + rank))
+                key = " ".join(text.lower().split())
+                prev = out.get(key)
+                if prev is None:
+                    out[key] = Candidate(text, label, src.n, sent, score)
+                else:  # seen again: a little more credible, keep the best place it stands
+                    bonus = 0.08 * min(prev.score, score)
+                    if score > prev.score:
+                        out[key] = Candidate(text, label, src.n, sent, score + bonus)
+                    else:
+                        prev.score += bonus
+        return out
+
+    def _choose(self, question: str, opts: list[str], packed: list, cands: dict[str, Candidate]) -> Reply | None:
+        q = question.lower()
+        earliest = re.search(r"\b(first|earlier|earliest|older|oldest|before|sooner|longer ago)\b", q)
+        latest = re.search(r"\b(last|later|latest|younger|youngest|after|more recent|most recent|newer)\b", q)
+        located: list[tuple[str, object, int | None]] = []
+        for opt in opts:
+            words = _content(opt)
+            if not words:
+                continue
+            src = next((s for s in packed if words <= _content(s.title)), None) or next(
+                (s for s in packed if words <= _content(s.text)), None)
+            year = None
+            if src is not None:
+                m = _YEAR.search(src.text)
+                year = int(m.group(1)) if m else None
+            located.append((opt, src, year))
+        if len(located) == 2 and (earliest or latest) and all(y is not None for _, _, y in located):
+            pick = (min if earliest else max)(located, key=lambda item: item[2])
+        else:
+            scored = []
+            for opt, src, _ in located:
+                key = " ".join(opt.lower().split())
+                scored.append((cands[key].score if key in cands else 0.0, opt, src))
+            if not scored:
+                return None
+            _, opt, src = max(scored, key=lambda t: t[0])
+            pick = (opt, src, None)
+        opt, src = pick[0], pick[1]
+        if src is None:
+            return Reply(opt, [], found=True)
+        pos = src.text.lower().find(opt.lower())
+        span = next(((s, e) for s, e in sentence_spans(src.text) if s <= max(pos, 0) < e), (0, len(src.text)))
+        return Reply(opt, [src.n], found=True, support=[(src.n, *span)])

