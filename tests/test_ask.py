@@ -183,9 +183,12 @@ def test_openai_backend_streams_a_short_cited_answer(wiki_memory, chat_server):
     ans = wiki_memory.ask(APA, llm=backend, on_token=pieces.append)
     assert "".join(pieces) == "G. Stanley Hall"  # only the answer field reaches the caller
     assert ans.short == "G. Stanley Hall" and ans.found
-    assert ans.text == "G. Stanley Hall [2]" and [c.n for c in ans.citations] == [2]
+    assert ans.text.startswith("G. Stanley Hall [2]") and ans.citations[0].n == 2
     src = ans.context.source(2)
     assert ans.citations[0].quote in src.text  # narrowed to one sentence of source [2]
+    # When [2] does not say "G. Stanley Hall", the packed passage that does is cited too.
+    assert any("G. Stanley Hall" in c.quote for c in ans.citations) or all(
+        "G. Stanley Hall" not in s.text for s in ans.context.sources if s.packed)
     req = _ChatServer.requests[-1]
     assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-test"
     assert req["body"]["stream"] is True and req["body"]["messages"][0]["role"] == "system"

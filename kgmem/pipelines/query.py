@@ -118,10 +118,12 @@ def cite(reply: Reply, context: PackedContext, question: str) -> list[AnswerCita
     if not reply.found:
         return []
     valid = [n for n in reply.sources if context.source(n) is not None and context.source(n).text]
-    if not valid:
-        low = reply.answer.lower()
-        holding = [s for s in context.sources if s.packed and low and low in s.text.lower()]
-        valid = [holding[0].n] if holding and low not in ("yes", "no") else []
+    low = reply.answer.lower()
+    if low and low not in ("yes", "no") and not any(low in context.source(n).text.lower() for n in valid):
+        # The model cited the passage that led to the answer (a multi-hop bridge) but not
+        # the one that says it: add the first packed passage that holds the answer.
+        holding = [s for s in context.sources if s.packed and low in s.text.lower()]
+        valid += [holding[0].n] if holding else []
     given = {n: (s, e) for n, s, e in reply.support}
     out = []
     for n in valid:
