@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "bench"
 
 
 def main() -> int:
@@ -19,6 +20,14 @@ def main() -> int:
         [sys.executable, str(HERE / "eval_retrieval.py"), "--profile", "fast"],
         [sys.executable, str(HERE / "eval_retrieval.py"), "--profile", "fastest"],
         [sys.executable, str(HERE / "bench_query.py"), "--store", store],
+        # Answers: the local model on 30 questions of each set (~25 min), the reader on all.
+        [sys.executable, str(HERE / "eval_answers.py"), "--store", store, "--limit", "30", "--llm", "llama",
+         "--budgets", "1024,512,2048"],
+        [sys.executable, str(HERE / "eval_answers.py"), str(SHARED / "hotpotqa"), "--limit", "30", "--llm", "llama",
+         "--budgets", "1024,512,2048"],
+        [sys.executable, str(HERE / "eval_answers.py"), "--store", store, "--llm", "extractive", "--budgets", "2048,1024"],
+        [sys.executable, str(HERE / "eval_answers.py"), str(SHARED / "hotpotqa"), "--llm", "extractive",
+         "--budgets", "2048,1024"],
         [sys.executable, str(HERE / "bench_ingest.py")],
         [sys.executable, str(HERE / "bench_scale.py")],
     ]
