@@ -89,6 +89,16 @@ def _content(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
+def _about(name: str, packed: list) -> object | None:
+    """The packed passage about `name`: the first whose title holds all its words, else
+    the first whose text does."""
+    words = _content(name)
+    if not words:
+        return None
+    return next((s for s in packed if words <= _content(s.title)), None) or next(
+        (s for s in packed if words <= _content(s.text)), None)
+
+
 @dataclass
 class Candidate:
     text: str
@@ -161,9 +171,7 @@ class ExtractiveBackend:
             claim = {w[:5] for w in _content(m.group(3)) if len(w) > 2}
             verdicts, where = [], []
             for name in (m.group(1), m.group(2)):
-                words = _content(name)
-                src = next((x for x in packed if words and words <= _content(x.title)), None) or next(
-                    (x for x in packed if words and words <= _content(x.text)), None)
+                src = _about(name, packed)
                 if src is None or not claim:
                     verdicts = []
                     break
@@ -172,7 +180,7 @@ class ExtractiveBackend:
                 where.append(src)
             if len(verdicts) == 2:
                 src = where[0] if not verdicts[0] or verdicts[1] else where[1]
-                span = sentence_spans(src.text)[0] if sentence_spans(src.text) else (0, len(src.text))
+                span = (sentence_spans(src.text) or [(0, len(src.text))])[0]
                 return Reply("yes" if all(verdicts) else "no", [src.n], found=True, support=[(src.n, *span)])
         return Reply("yes", [n], found=True, support=[(n, s, e)])
 
@@ -231,11 +239,9 @@ class ExtractiveBackend:
         latest = re.search(r"\b(last|later|latest|younger|youngest|after|more recent|most recent|newer)\b", q)
         located: list[tuple[str, object, int | None]] = []
         for opt in opts:
-            words = _content(opt)
-            if not words:
+            if not _content(opt):
                 continue
-            src = next((s for s in packed if words <= _content(s.title)), None) or next(
-                (s for s in packed if words <= _content(s.text)), None)
+            src = _about(opt, packed)
             year = None
             if src is not None:
                 m = _YEAR.search(src.text)
