@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,32 +21,51 @@ from .retrieval.search import Searcher
 from .retrieval.types import Hit
 
 
+@dataclass
+class CheckReport:
+    problems: list[str]
+    generation: int  # the store generation that was checked
+    note: str | None = None  # set when a live writer's unsaved vectors were left out
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "problems": self.problems, "generation": self.generation, "note": self.note}
+
+
 class Memory:
     """A kgmem store on disk: open or create it, then ingest, search and ask.
 
     >>> with Memory("my-store") as mem:                      # doctest: +SKIP
-    ...     mem.ingest(["notes/", {"id": "a", "title": "A", "text": "..."}])
+    ...     mem.ingest_paths(["notes/"])
+    ...     mem.ingest(["some text", {"id": "a", "title": "A", "text": "..."}])
     ...     mem.search("who founded it?", k=5)
     """
 
     def __init__(
-        self, path: str | Path, config: Config | None = None, *, embedder: Any = None, extractor: Any = None
+        self, path: str | Path, config: Config | None = None, *, embedder: Any = None, extractor: Any = None,
+        read_only: bool | None = None,
     ):
+        """`read_only`: search and ask only, never write (also chosen by itself for a store
+        on media this process cannot write); None: decide from the file system."""
         self.path = Path(path)
-        self.passages = PassageStore(self.path, config, embedder=embedder)
+        self.passages = PassageStore(self.path, config, embedder=embedder, read_only=read_only)
+        self.read_only = self.passages.sql.read_only
         self.config = self.passages.config
         self.graph = KnowledgeGraph(
             self.passages.sql, self.config.spacy_model, extractor=extractor, extraction=self.config.graph_extraction
         )
-        self._searcher = Searcher(self.passages, self.graph)
+        self.lock = WriterLock(self.path, wait=self.config.writer_wait)
+        self._searcher = Searcher(self.passages, self.graph, writing=self.lock.writing)
         self._backends: dict[str, Backend] = {}
         self._backends_lock = threading.Lock()
         self.llm_notice: str | None = None  # set when "auto" found no local LLM (one line for the user)
-        self.lock = WriterLock(self.path, wait=self.config.writer_wait)
         # A writer that stopped between its SQLite commit and its vector save leaves the
         # vector file behind. Repair it now, unless a live writer holds the store (its
         # vectors are simply not saved yet).
-        if self.passages.needs_reconcile() and self.lock.try_acquire():
+        if not self.read_only and self.passages.needs_reconcile() and self.lock.try_acquire():
             try:
                 self.passages.reconcile()
             finally:
@@ -87,18 +107,49 @@ class Memory:
         options: ReaderOptions | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> IngestReport:
-        """Add paths (files or directories), strings and records {"id","title","text"}.
+        """Add text (`str`), records ({"id","title","text"}) and files or directories
+        (`pathlib.Path`; see `ingest_paths` for path strings).
 
-        Unchanged documents are skipped; a changed document with a known id replaces
-        the old one. Inputs that cannot be read are listed in `report.failed`.
+        A `str` is always text, never opened as a file. Unchanged documents are
+        skipped; a changed document with a known id replaces the old one. Inputs that
+        cannot be read are listed in `report.failed`.
         """
         if isinstance(items, (str, Path, dict, Document)):
             items = [items]
         graph = self.graph if self.config.graph else None
+        self.passages.sql.require_writable()
         with self.lock:
-            if self.passages.needs_reconcile():
-                self.passages.reconcile()
-            return ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
+            self._refresh_for_write()
+            report = ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
+            self._after_write()
+            return report
+
+    def ingest_paths(
+        self,
+        paths: Iterable[str | Path] | str | Path,
+        *,
+        options: ReaderOptions | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Read files and directories (recursively) named by paths; a path that does not
+        exist is one line in `report.failed`."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        return self.ingest([Path(p) for p in paths], options=options, on_progress=on_progress)
+
+    def _refresh_for_write(self) -> None:
+        """Under the writer lock: take in what other processes committed (their vectors,
+        their graph changes) before writing on top of it, then repair a torn write."""
+        self.passages.refresh()
+        self.graph.refresh()
+        if self.passages.needs_reconcile():
+            self.passages.reconcile()
+
+    def _after_write(self) -> None:
+        """Still under the writer lock: build what readers would otherwise each rebuild
+        (the graph walk's matrix), once per write rather than once per batch."""
+        if self.config.graph and self._searcher.graph is not None:
+            self._searcher.graph.refresh_matrix()
 
     def delete(self, doc_id: str | Iterable[str]) -> int:
         """Delete documents (with their chunks and vectors); returns how many chunks went."""
@@ -107,7 +158,9 @@ class Memory:
         missing = [i for i in ids if i not in known]
         if missing:
             raise NotFoundError(f"no document with id {missing[0]!r}")
+        self.passages.sql.require_writable()
         with self.lock:
+            self._refresh_for_write()
             try:
                 removed = self.passages.delete(ids, before=self.graph.forget_documents)
             except BaseException:
@@ -115,6 +168,7 @@ class Memory:
                 raise
             self.graph.commit_view()
             self.passages.save_vectors()
+            self._after_write()
         return len(removed)
 
     # ------------------------------------------------------------------ reading
@@ -213,7 +267,27 @@ class Memory:
 
     def check(self) -> list[str]:
         """Problems found between documents, chunks, FTS, vectors and graph; [] when all agree."""
-        return self.passages.check() + self.graph.check()
+        return self.check_report().problems
+
+    def check_report(self) -> CheckReport:
+        """`check`, with what was checked: one committed generation of the store. While
+        another process writes, vectors it has not saved yet are not counted as missing;
+        the report's note says so."""
+        sql = self.passages.sql
+        fts = sql.check_fts()
+        with sql.snapshot():
+            generation = sql.generation
+            self.passages.refresh()
+            self.graph.refresh()
+            saved = self.passages.vectors.generation
+            in_step = saved == generation
+            writing = not in_step and self.lock.busy_elsewhere()
+            problems = fts + self.passages.check(vectors=in_step or not writing) + self.graph.check()
+        note = None
+        if writing:
+            note = (f"a write is under way in another process; checked generation {generation} "
+                    f"without its vectors (saved up to generation {saved})")
+        return CheckReport(problems, generation, note)
 
     def repair(self) -> dict[str, int]:
         """Fix what can be fixed from the stored text: rebuild the full-text index, make
@@ -221,7 +295,10 @@ class Memory:
         facts for documents that have none."""
         from .pipelines.ingest import backfill_graph
 
+        self.passages.sql.require_writable()
         with self.lock:
+            self.passages.refresh()
+            self.graph.refresh()
             self.passages.sql.rebuild_fts()
             done = self.passages.reconcile()
             done.update(self.graph.store.repair())
@@ -230,4 +307,5 @@ class Memory:
                 backfill_graph(self.passages, self.graph, missing)
                 done["documents_extracted"] = len(missing)
             self.graph.commit_view()
+            self._after_write()
         return done

@@ -110,9 +110,10 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
               "(env KGMEM_WORKERS; default 1: this process, KGMEM_THREADS threads).")
 @click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
-@click.option("--profile", type=click.Choice(list(PROFILES)), envvar="KGMEM_PROFILE",
+@click.option("--profile", metavar="|".join(PROFILES), envvar="KGMEM_PROFILE",
               help="Settings bundle: 'fast' embeds with int8 ONNX Runtime; 'fastest' also builds a "
-              "NER-only graph (README \"Speed\"). A new store keeps it (env KGMEM_PROFILE).")
+              "NER-only graph (README \"Speed\"). A new store keeps it; on an existing store it "
+              "applies to this run only (env KGMEM_PROFILE).")
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
 @click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
@@ -130,15 +131,18 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
     from .pipelines.readers import ReaderOptions
 
     new = not (Path(store) / "kgmem.db").exists()
-    memory = _open(store, must_exist=False, **({"config": Config.profile(profile)} if profile and new else {}))
+    chosen = Config.profile(profile) if profile else None  # an unknown name: one line, before anything opens
+    memory = _open(store, must_exist=False, **({"config": chosen} if chosen and new else {}))
     if profile and not new:
         memory.configure(**PROFILES[profile])
+        click.echo(f"note: {store} exists: --profile {profile} applies to this run only; the store keeps "
+                   "the settings it was created with", err=True)
     memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}),
                      **({"workers": workers} if workers else {}))
     options = ReaderOptions(id_field=id_field, title_field=title_field, text_field=text_field, glob=glob)
     progress = ProgressLine(_count_inputs(paths, glob), enabled=not quiet and not as_json)
     try:
-        report = memory.ingest(list(paths), options=options, on_progress=progress)
+        report = memory.ingest_paths(list(paths), options=options, on_progress=progress)
     except KeyboardInterrupt:
         progress.close()
         stats = memory.stats()
@@ -284,16 +288,19 @@ def check(store: str, repair: bool, as_json: bool) -> None:
     """Verify that documents, chunks, full-text index, vectors and graph agree (exit 1 if not)."""
     fixed: dict[str, int] = {}
     with _open(store) as memory:
-        problems = memory.check()
-        if repair and problems:
+        report = memory.check_report()
+        if repair and report.problems:
             fixed = memory.repair()
-            problems = memory.check()
+            report = memory.check_report()
+    problems = report.problems
     if as_json:
-        _emit({"ok": not problems, "problems": problems, "repaired": fixed})
+        _emit({**report.as_dict(), "repaired": fixed})
     else:
         for name, n in fixed.items():
             if n:
                 click.echo(f"repaired: {name.replace('_', ' ')}: {n}")
+        if report.note:
+            click.echo(f"note: {report.note}", err=True)
         click.echo("ok" if not problems else "\n".join(f"problem: {p}" for p in problems))
     sys.exit(1 if problems else 0)
 

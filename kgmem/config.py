@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Settings that fix what is *in* the store: changing them on an existing store
@@ -18,9 +19,42 @@ RUNTIME = ("threads", "workers", "writer_wait")
 ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share")
 
 
+class SettingError(ValueError):
+    """A setting (an option or a KGMEM_* variable) has a value kgmem cannot use."""
+
+
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value and value.isdigit() else default
+    value = (os.environ.get(name) or "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise SettingError(f"{name}={value!r}: expected a whole number of 1 or more")
+    return int(value)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = (os.environ.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        raise SettingError(f"{name}={value!r}: expected a number of seconds, 0 or more")
+    return number
+
+
+def cache_dir() -> Path:
+    """Models assembled or converted once (KGMEM_CACHE, default ~/.cache/kgmem)."""
+    return Path(os.environ.get("KGMEM_CACHE") or Path.home() / ".cache" / "kgmem")
+
+
+def data_dir() -> Path:
+    """The user's own kgmem files, such as REPL history (KGMEM_DATA, default
+    $XDG_DATA_HOME/kgmem or ~/.local/share/kgmem): never inside a store."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(os.environ.get("KGMEM_DATA") or Path(base) / "kgmem")
 
 
 @dataclass
@@ -54,7 +88,7 @@ class Config:
     threads: int = field(default_factory=lambda: _env_int("KGMEM_THREADS", os.cpu_count() or 1))
 
     # Seconds a second writer waits for the first to finish (0: fail at once). KGMEM_WRITER_WAIT.
-    writer_wait: float = field(default_factory=lambda: float(os.environ.get("KGMEM_WRITER_WAIT", "0") or 0))
+    writer_wait: float = field(default_factory=lambda: _env_float("KGMEM_WRITER_WAIT", 0.0))
 
     # --- retrieval
     search_k: int = 10
@@ -76,11 +110,24 @@ class Config:
     # 1,024 tokens (README "Answers"); the graph still chooses the passages.
     fact_share: float = 0.0
 
+    def __post_init__(self) -> None:
+        for name in ("threads", "workers", "embed_batch_size", "docs_per_batch", "checkpoint_batches", "search_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SettingError(f"{name}={value!r}: expected a whole number of 1 or more")
+        if not isinstance(self.writer_wait, (int, float)) or not self.writer_wait >= 0:
+            raise SettingError(f"writer_wait={self.writer_wait!r}: expected a number of seconds, 0 or more")
+        for name in ("context_window", "answer_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise SettingError(f"{name}={getattr(self, name)!r}: expected a whole number, 0 or more")
+        if not 0.0 <= self.fact_share < 1.0:
+            raise SettingError(f"fact_share={self.fact_share!r}: expected a share from 0 to below 1")
+
     @classmethod
     def profile(cls, name: str, **changes: Any) -> "Config":
         """Settings of a named profile (see PROFILES and README "Speed")."""
         if name not in PROFILES:
-            raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
+            raise SettingError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
         return cls(**{**PROFILES[name], **changes})
 
     def to_json(self) -> str:

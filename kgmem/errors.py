@@ -24,3 +24,11 @@ class StoreLockedError(KgmemError):
 
 class NotFoundError(KgmemError):
     """A document or entity that was asked for does not exist."""
+
+
+class CorruptStoreError(KgmemError):
+    """A store file cannot be read; the message names it and how to rebuild it."""
+
+
+class ReadOnlyStoreError(KgmemError):
+    """A change was asked of a store opened read-only (or on read-only media)."""

@@ -48,10 +48,10 @@ class Repl:
             if line.startswith(":"):
                 return self.command(line)
             self.answer(line)
-        except KgmemError as exc:
+        except (KgmemError, ValueError, OSError) as exc:
             self.say(f"Error: {exc}")
-        except (ValueError, OSError) as exc:
-            self.say(f"Error: {exc}")
+        except Exception as exc:  # the prompt outlives any failing command
+            self.say(f"Error: {type(exc).__name__}: {exc}")
         return True
 
     def answer(self, question: str) -> None:
@@ -147,9 +147,22 @@ def run_repl(memory: Any, llm: str | None = None) -> None:
     repl.say(f"kgmem — {stats['documents']} documents, {stats.get('entities', 0)} entities in {memory.path}. "
              ":help for commands.")
     if sys.stdin.isatty() and sys.stdout.isatty():
-        _loop_tty(repl, memory.path / "repl_history")
+        _loop_tty(repl, history_file())
     else:
         _loop_plain(repl)
+
+
+def history_file() -> Path:
+    """REPL history lives with the user's data, never inside a store (which may be shared
+    or read-only); one history for every store, as in a shell."""
+    from .config import data_dir
+
+    path = data_dir() / "repl_history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    return path
 
 
 def _loop_tty(repl: Repl, history: Path) -> None:

@@ -43,6 +43,14 @@ def cli_store(tmp_path_factory) -> Path:
     return store
 
 
+def test_ingest_of_a_missing_file_fails_and_stores_nothing(tmp_path):
+    proc = kgmem("ingest", str(tmp_path / "does-not-exist.txt"), "--store", str(tmp_path / "s"), "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["added"] == 0 and report["chunks"] == 0
+    assert [f["reason"] for f in report["failed"]] == ["no such file or directory"]
+
+
 def test_ingest_summary_search_ask_stats_graph_check(cli_store, tmp_path):
     again = kgmem("ingest", str(DATA / "wiki-300.jsonl"), "--store", str(cli_store), "--quiet")
     assert again.returncode == 0
@@ -111,7 +119,7 @@ def test_interrupted_ingest_resumes_with_exact_counts(tmp_path):
     assert final["documents"] == 600 and final["vectors"] == final["chunks"]
 
 
-def test_repl_in_a_pseudo_terminal(cli_store):
+def test_repl_in_a_pseudo_terminal(cli_store, tmp_path):
     # A pty without a real terminal behind it cannot answer cursor-position queries.
     # The REPL answers with a real llama.cpp model here (the small one, to stay quick).
     small = "llama:smollm2-135m"
@@ -123,7 +131,8 @@ def test_repl_in_a_pseudo_terminal(cli_store):
     except ImportError:
         small = "extractive"
     child = pexpect.spawn(sys.executable, ["-m", "kgmem", "repl", "--store", str(cli_store), "--llm", small],
-                          env={**ENV, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}, encoding="utf-8", timeout=180, dimensions=(50, 200))
+                          env={**ENV, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "KGMEM_DATA": str(tmp_path / "data")},
+                          encoding="utf-8", timeout=180, dimensions=(50, 200))
     try:
         child.expect("kgmem>")
         child.sendline(":help")
@@ -154,4 +163,6 @@ def test_repl_in_a_pseudo_terminal(cli_store):
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
-    assert (cli_store / "repl_history").exists()
+    # history is the user's, kept out of the store
+    assert "Who was the first president" in (tmp_path / "data" / "repl_history").read_text()
+    assert not (cli_store / "repl_history").exists()

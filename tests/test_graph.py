@@ -239,3 +239,42 @@ def np_equal(a, b) -> bool:
     import numpy as np
 
     return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+
+def test_readers_keep_their_matrix_while_a_write_is_under_way(tmp_path, embedder, extractor, wiki_records,
+                                                               monkeypatch):
+    """The graph matrix is built once per write, by the writer; a reader asking between the
+    writer's batches keeps the matrix it has instead of rebuilding it for each batch."""
+    from kgmem import Config, Memory
+    from kgmem.retrieval import graph as graph_module
+
+    builds: list[str] = []
+    real_build = graph_module._Matrix.build.__func__
+    monkeypatch.setattr(graph_module._Matrix, "build",
+                        classmethod(lambda cls, *a, **kw: builds.append("build") or real_build(cls, *a, **kw)))
+    store = tmp_path / "s"
+    with Memory(store, embedder=embedder, extractor=extractor) as writer:
+        writer.ingest(wiki_records[:10])
+    assert builds == ["build"]  # by the writer, at the end of its write
+    reader = Memory(store, embedder=embedder, extractor=extractor)
+    question = "Who was the first president of the American Psychological Association?"
+    assert reader.search(question, k=3, mode="graph")
+    assert builds == ["build"]  # the reader loaded the writer's matrix
+    seen: list[int] = []
+
+    def between_batches(progress):
+        seen.append(reader.search(question, k=3, mode="graph")[0].chunk_id)
+
+    with Memory(store, Config(docs_per_batch=10), embedder=embedder, extractor=extractor) as writer:
+        writer.ingest(wiki_records[10:60], on_progress=between_batches)
+    assert len(seen) == 5 and builds == ["build", "build"]  # five batches, one build, by the writer
+    assert reader.search(question, k=3, mode="graph")
+    assert builds == ["build", "build"] and reader._searcher.graph._generation == reader.graph.store.generation
+    # hops and results are bounded
+    with pytest.raises(ValueError, match="hops"):
+        reader.graph.neighbors("American Psychological Association", hops=4)
+    with pytest.raises(ValueError, match="limit"):
+        reader.graph.neighbors("American Psychological Association", limit=10**6)
+    assert len(reader.graph.neighbors("American Psychological Association", hops=3, limit=5)) == 5
+    reader.close()

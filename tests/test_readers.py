@@ -100,3 +100,41 @@ def test_encrypted_pdf_is_reported(tmp_path):
         writer.write(fh)
     _, fails, _, _ = split(list(iter_documents([locked])))
     assert len(fails) == 1 and "encrypted" in fails[0].reason
+
+
+def test_a_string_is_text_never_a_path(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the launch code is 0000")
+    docs, fails, notes, _ = split(list(iter_documents([str(secret), "notes.txt", "plain words here"])))
+    assert not fails
+    assert [d.text for d in docs] == [str(secret), "notes.txt", "plain words here"]
+    assert all("launch code" not in d.text for d in docs)
+    # a lone file name is still text, with a notice saying how to read a file
+    assert len(notes) == 2 and all("pathlib.Path" in n.message for n in notes)
+
+
+def test_memory_reads_files_only_from_paths(memory, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Wilhelmina Quarterfield keeps the vault key.")
+    report = memory.ingest([str(secret), "typo-notes.txt"])
+    assert report.added == 2 and not report.failed
+    assert not memory.search("Wilhelmina Quarterfield vault", k=3, mode="lexical")
+    missing = memory.ingest_paths([tmp_path / "does-not-exist.txt"])
+    assert missing.added == 0 and [r for _, r in missing.failed] == ["no such file or directory"]
+    read = memory.ingest_paths(str(secret))
+    assert read.added == 1
+    assert memory.search("Wilhelmina Quarterfield vault", k=1, mode="lexical")[0].doc_id == str(secret)
+
+
+def test_hostile_and_oversized_pdfs_are_one_line_each(tmp_path):
+    write_pdf(tmp_path / "bomb.pdf", ["A decompression bomb."], padding=90_000_000)  # over pypdf's 75 MB limit
+    write_pdf(tmp_path / "big.pdf", ["Too large."], padding=0)
+    write_pdf(tmp_path / "fine.pdf", ["Gaudi designed the Sagrada Familia."])
+    opts = ReaderOptions(max_file_bytes=(tmp_path / "big.pdf").stat().st_size - 1)
+    docs, fails, _, _ = split(list(iter_documents([tmp_path / "bomb.pdf", tmp_path / "fine.pdf"])))
+    assert [d.title for d in docs] == ["fine"]
+    assert len(fails) == 1 and fails[0].item.endswith("bomb.pdf") and "LimitReachedError" in fails[0].reason
+    assert "\n" not in str(fails[0])
+    # the size limit holds for PDFs as for every reader
+    _, fails, _, _ = split(list(iter_documents([tmp_path / "big.pdf"], opts)))
+    assert len(fails) == 1 and "limit" in fails[0].reason

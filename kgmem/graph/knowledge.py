@@ -2,6 +2,7 @@
 users ask of them (`entity`, `neighbors`, `path`, `export`)."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,12 @@ from .extract import ChunkFacts, Extractor, shared_extractor
 from .resolve import canonical_key
 from .store import GraphStore
 from .view import GraphView
+
+
+# Bounds on one `neighbors` call: a question about the graph costs the same on any store.
+MAX_HOPS = 3
+MAX_FACTS = 1000
+MAX_EDGES = 50_000
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class KnowledgeGraph:
         self.sql = sql
         self.extraction = extraction
         self.store = GraphStore(sql)
-        self.view = GraphView(sql.conn)
+        self.view = GraphView(sql)
         self.spacy_model = spacy_model
         self._extractor = extractor
 
@@ -81,8 +88,18 @@ class KnowledgeGraph:
     def forget_documents(self, doc_ids: list[str]) -> None:
         self.store.forget_documents(doc_ids)
 
+    def refresh(self) -> None:
+        """Drop a cached view that another process's writes have made stale."""
+        if self.view.built and self.view.generation != self.store.generation:
+            self.view.invalidate()
+
     def commit_view(self) -> None:
-        self.view.apply(self.store.take_pending())
+        """Fold this process's committed changes into the view (the writer refreshed first,
+        so the view held everything up to its own write)."""
+        try:
+            self.view.apply(self.store.take_pending())
+        except KeyError:
+            self.view.invalidate()  # never expected; rebuilt from the tables on next use
         self.view.generation = self.store.generation
 
     def reset_view(self) -> None:
@@ -94,8 +111,7 @@ class KnowledgeGraph:
     def nx(self) -> nx.MultiDiGraph:
         """The whole graph as a networkx MultiDiGraph (nodes: entity keys)."""
         gen = self.store.generation
-        if self.view.built and self.view.generation != gen:
-            self.view.invalidate()  # another process changed the graph
+        self.refresh()  # another process may have changed the graph
         if not self.view.built:
             self.view.generation = gen
         return self.view.graph()
@@ -153,7 +169,13 @@ class KnowledgeGraph:
         return sorted(grouped.values(), key=lambda f: (f.kind == "cooc", -len(f.citations), f.subject, f.object))
 
     def neighbors(self, name: str, hops: int = 1, limit: int = 100) -> list[Fact]:
-        """Facts around an entity, up to `hops` steps away (either direction)."""
+        """Facts around an entity, up to `hops` steps away (either direction), best
+        supported first. `hops` is 1 to MAX_HOPS and `limit` at most MAX_FACTS; the walk
+        stops after MAX_EDGES edges (a hub two hops out can reach most of a large graph)."""
+        if not 1 <= hops <= MAX_HOPS:
+            raise ValueError(f"hops must be from 1 to {MAX_HOPS}, not {hops}")
+        if not 1 <= limit <= MAX_FACTS:
+            raise ValueError(f"limit must be from 1 to {MAX_FACTS}, not {limit}")
         eid = self.resolve(name)
         if eid is None:
             return []
@@ -163,16 +185,20 @@ class KnowledgeGraph:
             return []
         frontier, seen = {start}, {start}
         rel_ids: list[int] = []
-        for _ in range(max(1, hops)):
+        for _ in range(hops):
             nxt: set[str] = set()
             for node in frontier:
-                for u, v, rid in list(g.out_edges(node, keys=True)) + list(g.in_edges(node, keys=True)):
+                for u, v, rid in itertools.chain(g.out_edges(node, keys=True), g.in_edges(node, keys=True)):
                     rel_ids.append(rid)
                     other = v if u == node else u
                     if other not in seen:
                         seen.add(other)
                         nxt.add(other)
+                if len(rel_ids) >= MAX_EDGES:
+                    break
             frontier = nxt
+            if len(rel_ids) >= MAX_EDGES:
+                break
         return self.facts(list(dict.fromkeys(rel_ids)))[:limit]
 
     def path(self, a: str, b: str) -> list[Fact]:

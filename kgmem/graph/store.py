@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..memory.migrations import Migration, apply_migrations
+from ..memory.migrations import Migration
 from ..memory.store import SQLiteStore
 from .extract import NOUN_PHRASE, ChunkFacts
 from .resolve import document_aliases
@@ -96,8 +96,7 @@ class GraphStore:
     def __init__(self, sql: SQLiteStore):
         self.sql = sql
         self.conn = sql.conn
-        with sql.transaction():
-            apply_migrations(self.conn, GRAPH_MIGRATIONS)
+        sql.migrate(GRAPH_MIGRATIONS)
         self.pending = ViewDelta()
 
     # ------------------------------------------------------------------ writing

@@ -7,16 +7,16 @@ never rebuilt per ingest.
 """
 from __future__ import annotations
 
-import sqlite3
-
 import networkx as nx
 
+from ..memory.store import SQLiteStore
 from .store import ViewDelta
 
 
 class GraphView:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, sql: SQLiteStore):
+        self.sql = sql
+        self.conn = sql.conn
         self._graph: nx.MultiDiGraph | None = None
         self._key_of: dict[int, str] = {}
         self.generation = -1  # the graph generation the cached view reflects
@@ -36,6 +36,10 @@ class GraphView:
         return self._key_of.get(entity_id)
 
     def _build(self) -> None:
+        with self.sql.snapshot():  # entities and relations from one committed state
+            self._build_from_tables()
+
+    def _build_from_tables(self) -> None:
         g = nx.MultiDiGraph()
         key_of: dict[int, str] = {}
         counts = dict(self.conn.execute("SELECT entity_id, count(*) FROM mentions GROUP BY entity_id").fetchall())

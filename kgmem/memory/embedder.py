@@ -8,12 +8,8 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import KgmemError
+from .offline import offline
 
-# Models must come from installed packages: forbid the hub before transformers is imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 class Embedder(Protocol):
@@ -51,16 +47,19 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", batch_size: int = 32, threads: int | None = None):
         import torch
-        from sentence_transformers import SentenceTransformer
 
         if threads:
             torch.set_num_threads(threads)
         self.name = name
         self.batch_size = batch_size
-        from transformers.utils import logging as hf_logging
+        # The Rust tokenizer's own threads do not survive a fork (worker processes).
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        with offline():
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        self.model = SentenceTransformer(model_path(name), device="cpu")
+            hf_logging.disable_progress_bar()
+            self.model = SentenceTransformer(model_path(name), device="cpu")
         self.model.eval()
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())

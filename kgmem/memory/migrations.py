@@ -29,6 +29,24 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
+def pending(conn: sqlite3.Connection, migrations: list[Migration]) -> list[str]:
+    """Names of the migrations a store lacks, read without writing (a store on read-only
+    media is opened this way); a store written by a newer kgmem is refused."""
+    if not migrations:
+        return []
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone()
+    component = migrations[0].component
+    done = {r[0] for r in conn.execute("SELECT name FROM migrations WHERE component = ?", (component,))} \
+        if has_table else set()
+    unknown = sorted(done - {m.name for m in migrations})
+    if unknown:
+        raise SchemaVersionError(
+            f"this store was written by a newer kgmem ({component} schema has {', '.join(unknown)}); "
+            "upgrade kgmem to open it"
+        )
+    return [m.name for m in migrations if m.name not in done]
+
+
 def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration]) -> list[str]:
     """Apply the migrations a store lacks (inside the caller's transaction); return their names.
 

@@ -18,14 +18,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ..config import cache_dir
 from ..errors import KgmemError
 from .embedder import SentenceTransformerEmbedder, model_path, token_offsets
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("KGMEM_CACHE") or Path.home() / ".cache" / "kgmem")
 
 
 def _export_int8(st_embedder: SentenceTransformerEmbedder, target: Path) -> None:

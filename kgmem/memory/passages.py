@@ -48,9 +48,10 @@ class PassageStore:
         directory: str | Path,
         config: Config | None = None,
         embedder: Embedder | None = None,
+        read_only: bool | None = None,
     ):
         self.directory = Path(directory)
-        self.sql = SQLiteStore(self.directory)
+        self.sql = SQLiteStore(self.directory, read_only=read_only)
         self.config = self._settle_config(config)
         self._embedder = embedder
         self.vectors = VectorIndex(
@@ -62,6 +63,7 @@ class PassageStore:
     def _settle_config(self, asked: Config | None) -> Config:
         stored = self.sql.get_meta("config")
         if stored is None:
+            self.sql.require_writable()
             config = asked or Config()
             self.sql.set_meta("config", config.to_json())
             return config
@@ -124,11 +126,20 @@ class PassageStore:
             self.vectors.save()
 
     # ------------------------------------------------------------------ recovery
+    def refresh(self) -> None:
+        """Take in the vector file another process saved since ours was read."""
+        self.vectors.maybe_reload()
+
     def needs_reconcile(self) -> bool:
-        return self.vectors.generation != self.sql.generation
+        """A torn write to mend (a damaged vector file waits for an explicit repair)."""
+        return not self.vectors.damaged and self.vectors.generation != self.sql.generation
 
     def reconcile(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-        """Make FAISS hold exactly one vector per chunk: drop strays, embed the missing."""
+        """Make FAISS hold exactly one vector per chunk: drop strays, embed the missing.
+        A damaged vector file is started again from empty: every chunk is re-embedded."""
+        if self.vectors.damaged:
+            log.warning("%s", self.vectors.damaged)
+            self.vectors.reset()
         have = set(self.vectors.ids().tolist())
         want = set(self.sql.chunk_ids())
         stray = sorted(have - want)
@@ -169,8 +180,13 @@ class PassageStore:
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         return self.sql.chunks(ids)
 
-    def check(self) -> list[str]:
+    def check(self, vectors: bool = True) -> list[str]:
+        """Problems between documents, chunks, FTS and (with `vectors`) FAISS."""
         problems = self.sql.check()
+        if self.vectors.damaged:
+            return problems + [self.vectors.damaged]
+        if not vectors:
+            return problems
         have = self.vectors.ids()
         want = set(self.sql.chunk_ids())
         have_set = set(have.tolist())

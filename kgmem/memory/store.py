@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +21,8 @@ from typing import Any
 import sqlite_utils
 
 from .lexical import PostingsBudget
-from .migrations import Migration, apply_migrations
+from ..errors import ReadOnlyStoreError
+from .migrations import Migration, apply_migrations, pending
 
 DB_NAME = "kgmem.db"
 
@@ -116,29 +119,62 @@ def fts_query(text: str | list[str], stopwords: frozenset[str] | set[str] = froz
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
+def _unwritable(directory: Path, db: Path) -> bool:
+    if not db.exists():
+        return False
+    return not (os.access(directory, os.W_OK) and os.access(db, os.W_OK))
+
+
 class SQLiteStore:
     """Documents and chunks in SQLite (WAL), with an FTS5 index for BM25 search."""
 
-    def __init__(self, directory: Path, busy_timeout: float = 30.0):
+    def __init__(self, directory: Path, busy_timeout: float = 30.0, read_only: bool | None = None):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / DB_NAME
+        # Read-only: asked for, or a store on media this process cannot write (a mounted
+        # snapshot, a shared read-only folder). Searching then needs no write access at all.
+        self.read_only = _unwritable(self.directory, self.path) if read_only is None else read_only
+        if self.read_only and not self.path.exists():
+            raise FileNotFoundError(f"no kgmem store at {self.directory} (read-only: cannot create one)")
+        if not self.read_only:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self.conn = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        self._busy_timeout = busy_timeout
+        self.conn = self._connect()
         self.conn.row_factory = sqlite3.Row
         self._fts_conn: sqlite3.Connection | None = None
         self._fts_lock = threading.Lock()
         self.postings_budget = PostingsBudget()
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        if not self.read_only:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
+        self.migrate(MEMORY_MIGRATIONS)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            # immutable: no lock files, no WAL index to create; the store must have been
+            # closed cleanly by its last writer (kgmem always does, or check --repair).
+            uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=ro&immutable=1"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        return sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
+
+    def migrate(self, migrations: list[Migration]) -> list[str]:
+        """Bring a layer's tables up to date; a write (BEGIN IMMEDIATE) only when needed."""
+        if not pending(self.conn, migrations):
+            return []
+        if self.read_only:
+            raise ReadOnlyStoreError(f"{self.directory} is read-only and needs a schema upgrade: "
+                                     "open it once with write access")
         with self.transaction():
-            apply_migrations(self.conn, MEMORY_MIGRATIONS)
+            return apply_migrations(self.conn, migrations)
+
+    def require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(f"{self.directory} is read-only: it can be searched and asked, not changed")
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -158,6 +194,20 @@ class SQLiteStore:
                 raise
             self._depth -= 1
             if outer:
+                self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Reads that must see one committed state (a view build, a check): one read
+        transaction, so a writer committing meanwhile is not half seen."""
+        with self._lock:
+            if self.conn.in_transaction:  # inside this process's own write: read it as is
+                yield self.conn
+                return
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
                 self.conn.execute("COMMIT")
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -194,7 +244,7 @@ class SQLiteStore:
         # BM25 gets its own connection: a search can then run in a thread beside queries on
         # the main connection (graph linking, chunk reads) instead of queueing behind them.
         if self._fts_conn is None:
-            self._fts_conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._fts_conn = self._connect()
         return self._fts_conn
 
     # ------------------------------------------------------------------ documents
@@ -330,10 +380,6 @@ class SQLiteStore:
         ).fetchone()[0]
         if orphans:
             problems.append(f"{orphans} chunks belong to no document")
-        try:
-            self.conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-        except sqlite3.DatabaseError as exc:
-            problems.append(f"full-text index disagrees with the chunks: {exc}")
         bad = self.conn.execute(
             "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id "
             "WHERE substr(d.text, c.start + 1, c.end - c.start) != c.text"
@@ -341,6 +387,19 @@ class SQLiteStore:
         if bad:
             problems.append(f"{bad} chunks whose offsets do not match their document's text")
         return problems
+
+    def check_fts(self) -> list[str]:
+        """FTS5's own integrity check. It is a write statement: run it on its own (it
+        waits its turn behind a writer), never inside a read snapshot."""
+        try:
+            self.conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                return []  # read-only media: nothing can have changed it since it was written
+            raise
+        except sqlite3.DatabaseError as exc:
+            return [f"full-text index disagrees with the chunks: {exc}"]
+        return []
 
     def rebuild_fts(self) -> None:
         with self.transaction():

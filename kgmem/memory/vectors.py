@@ -17,6 +17,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ..errors import CorruptStoreError
+
 INDEX_NAME = "vectors.faiss"
 STATE_NAME = "vectors.json"
 
@@ -83,11 +85,13 @@ class VectorIndex:
         self.dirty = False
         self.trained_on = 0  # vectors in the store when the IVF cells were trained
         self._loaded_state: tuple[int, int] | None = None
-        if self.path.exists():
-            self._load()
-        else:
-            self.index = self._empty()
-            self.generation = 0
+        # Set when the vector file cannot be read: searches and writes then raise a
+        # CorruptStoreError naming the file; `reset` + a re-embed (kgmem check --repair) mend it.
+        self.damaged: str | None = None
+        self.index = self._empty()
+        self.generation = 0
+        if self.path.exists() or self.state_path.exists():
+            self._load_or_mark()
 
     @property
     def kind(self) -> str:
@@ -102,29 +106,61 @@ class VectorIndex:
 
     def _load(self) -> None:
         stamp = self._state_stamp()
-        index = faiss.read_index(str(self.path))
+        try:
+            index = faiss.read_index(str(self.path))
+        except RuntimeError as exc:  # FAISS reports a torn or foreign file this way
+            raise CorruptStoreError(self._damage(self.path, "not a readable FAISS index")) from exc
         if index.d != self.dim:
-            raise ValueError(f"{self.path}: vectors have dimension {index.d}, expected {self.dim}")
+            raise CorruptStoreError(self._damage(self.path, f"vectors of dimension {index.d}, not {self.dim}"))
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = self.settings.nprobe
-        self.index = index
-        self.generation = -1
-        self.trained_on = 0
+        generation, trained_on = -1, 0
         if self.state_path.exists():
-            state = json.loads(self.state_path.read_text())
-            self.generation = int(state.get("generation", -1))
-            self.trained_on = int(state.get("trained_on", 0))
+            try:
+                state = json.loads(self.state_path.read_text())
+                generation, trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
+            except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+                raise CorruptStoreError(self._damage(self.state_path, "not the JSON kgmem writes")) from exc
+        self.index, self.generation, self.trained_on = index, generation, trained_on
         self._loaded_state = stamp
+
+    @staticmethod
+    def _damage(path: Path, what: str) -> str:
+        return f"{path} is damaged ({what}); run `kgmem check --repair` to rebuild it from the stored text"
+
+    def _load_or_mark(self) -> None:
+        if not self.path.exists():
+            self.damaged = self._damage(self.path, "missing beside its state file")
+            self.generation = -1
+            return
+        try:
+            self._load()
+            self.damaged = None
+        except CorruptStoreError as exc:
+            self.damaged = str(exc)
+            self.index, self.generation = self._empty(), -1
+            self._loaded_state = self._state_stamp()
+
+    def require(self) -> None:
+        """Raise the one-line damage report, if the file could not be read."""
+        if self.damaged:
+            raise CorruptStoreError(self.damaged)
+
+    def reset(self) -> None:
+        """Start again from an empty index (a repair then embeds every chunk)."""
+        with self._lock:
+            self.index, self.damaged, self.trained_on, self.generation = self._empty(), None, 0, -1
+            self.dirty = True
 
     def maybe_reload(self) -> bool:
         """Pick up a vector file another process saved since we read ours (readers only)."""
         if self.dirty:
             return False
         stamp = self._state_stamp()
-        if stamp is None or stamp == self._loaded_state or not self.path.exists():
+        if stamp is None or stamp == self._loaded_state:
             return False
         with self._lock:
-            self._load()
+            self._load_or_mark()
         return True
 
     def _empty(self) -> faiss.Index:
@@ -149,6 +185,7 @@ class VectorIndex:
         return self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
+        self.require()
         if len(ids) == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -157,6 +194,7 @@ class VectorIndex:
             self.dirty = True
 
     def remove(self, ids: list[int] | np.ndarray) -> int:
+        self.require()
         if len(ids) == 0:
             return 0
         with self._lock:
@@ -166,6 +204,7 @@ class VectorIndex:
 
     def search(self, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Returns (scores, ids), each (n_queries, k); missing slots have id -1."""
+        self.require()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries[None, :]

@@ -177,13 +177,10 @@ def prepare(
     question, notice = _fit_question(question.strip(), backend.count_tokens, max(16, (window - answer_tokens) // 3))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    hits = searcher.search(question, k=k, mode=mode)
+    retrieved = searcher.retrieve(question, k=k, mode=mode)
+    hits, linked, mass = retrieved.hits, retrieved.linked, retrieved.entity_mass
     timings["retrieve"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    if mode in ("auto", "graph"):
-        linked, mass = searcher.last_linked, searcher.last_entity_mass
-    else:
-        linked, mass = (searcher.graph.link(question) if searcher.graph is not None else []), {}
     facts = facts_for(graph, [e.entity_id for e in linked])
     packer = Packer(backend.count_tokens, window, answer_tokens, render=backend.render, fact_share=fact_share,
                     instructions=getattr(backend, "instructions", None) or None)

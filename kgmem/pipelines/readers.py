@@ -115,27 +115,33 @@ def read_html(path: Path, options: ReaderOptions, notices: list[Notice]) -> Docu
 
 
 def read_pdf(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    import io
 
+    from pypdf import PdfReader
+
+    data = _read_bytes(path, options)  # the size limit holds for PDFs too
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             try:
-                if not reader.decrypt(""):
-                    raise _ReadError("encrypted PDF (needs a password)")
-            except _ReadError:
-                raise
+                ok = reader.decrypt("")
             except Exception as exc:
-                raise _ReadError(f"encrypted PDF that cannot be opened: {exc}") from exc
+                raise _ReadError(f"encrypted PDF that cannot be opened: {_one_line(exc)}") from exc
+            if not ok:
+                raise _ReadError("encrypted PDF (needs a password)")
         pages = [page.extract_text() or "" for page in reader.pages]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except _ReadError:
+    except (_ReadError, MemoryError, RecursionError):
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise _ReadError(f"broken PDF: {exc}") from exc
+    except Exception as exc:  # pypdf raises many kinds (LimitReachedError, struct/zlib errors, ...)
+        raise _ReadError(f"broken PDF: {type(exc).__name__}: {_one_line(exc)}") from exc
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     return Document(id=str(path), title=str(meta_title) or path.stem, text=text, source=str(path))
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_jsonl(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iterator[Document | Failure]:
@@ -268,8 +274,9 @@ def iter_documents(
 ) -> Iterator[Document | Failure | Notice | Skipped]:
     """Documents from paths, strings and records, in order; failures and notices in between.
 
-    A string that names an existing file or directory is read as a path; any other
-    string is text. A dict is a record {"id", "title", "text"[, "source", "meta"]}.
+    A `pathlib.Path` is a file or directory to read; a `str` is always text, never a
+    path (a server handing client text to `ingest` must not open files). A dict is a
+    record {"id", "title", "text"[, "source", "meta"]}.
     """
     options = options or ReaderOptions()
     for item in items:
@@ -281,36 +288,43 @@ def iter_documents(
                 yield record_to_document(item, options)
             except _ReadError as exc:
                 yield Failure(_describe(item), str(exc))
-        elif isinstance(item, Path) or (isinstance(item, str) and _looks_like_path(item)):
-            # Absolute paths are the ids of files: the same file read from another
-            # working directory is the same document.
-            path = Path(item).absolute()
-            if not path.exists() and not path.is_symlink():
-                yield Failure(str(path), "no such file or directory")
-            elif path.is_dir():
-                for found in walk(path, options):
-                    if isinstance(found, Path):
-                        yield from read_path(found, options, notices)
-                        yield from notices
-                        notices.clear()
-                    else:
-                        yield found
-            else:
-                yield from read_path(path, options, notices)
+        elif isinstance(item, Path):
+            yield from read_any_path(item, options)
         elif isinstance(item, str):
+            if _looks_like_file_name(item):
+                notices.append(Notice(_describe(item), "ingested as text; to read a file, pass a pathlib.Path "
+                                      "or use Memory.ingest_paths (kgmem ingest does)"))
             yield Document(id="", title="", text=item, source="")
         else:
-            yield Failure(_describe(item), f"cannot ingest a {type(item).__name__}: pass a path, a string or a dict")
+            yield Failure(_describe(item), f"cannot ingest a {type(item).__name__}: pass a Path, a string or a dict")
         yield from notices
 
 
-def _looks_like_path(text: str) -> bool:
-    if "\n" in text or len(text) > 4096:
-        return False
-    try:
-        return os.path.exists(text) or os.path.islink(text)
-    except (OSError, ValueError):
-        return False
+def read_any_path(item: Path, options: ReaderOptions) -> Iterator[Document | Failure | Notice | Skipped]:
+    """A file, or every supported file under a directory."""
+    # Absolute paths are the ids of files: the same file read from another
+    # working directory is the same document.
+    path = Path(item).absolute()
+    notices: list[Notice] = []
+    if not path.exists() and not path.is_symlink():
+        yield Failure(str(path), "no such file or directory")
+    elif path.is_dir():
+        for found in walk(path, options):
+            if isinstance(found, Path):
+                yield from read_path(found, options, notices)
+                yield from notices
+                notices.clear()
+            else:
+                yield found
+    else:
+        yield from read_path(path, options, notices)
+        yield from notices
+
+
+def _looks_like_file_name(text: str) -> bool:
+    """One word ending in a suffix kgmem reads: probably meant as a path (never opened)."""
+    text = text.strip()
+    return 0 < len(text) <= 255 and not any(c.isspace() for c in text) and Path(text).suffix.lower() in SUPPORTED
 
 
 def _describe(item: Any) -> str:

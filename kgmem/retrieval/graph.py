@@ -14,10 +14,11 @@ grow with the corpus.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ import scipy.sparse as sp
 from ..graph.knowledge import KnowledgeGraph
 from ..graph.resolve import canonical_key
 from ..memory.store import SQLiteStore
+
+log = logging.getLogger("kgmem")
 
 _WORD = re.compile(r"[\w'\u2019.-]+", re.UNICODE)
 
@@ -94,7 +97,11 @@ class _Matrix:
 
     @classmethod
     def build(cls, sql: SQLiteStore, relation_weight: float) -> "_Matrix":
-        conn = sql.conn
+        with sql.snapshot() as conn:  # ids, mentions and relations of one committed state
+            return cls._build(conn, relation_weight)
+
+    @classmethod
+    def _build(cls, conn, relation_weight: float) -> "_Matrix":
         ent_ids = _fetch_pairs(conn, "SELECT id, 0 FROM entities ORDER BY id")[:, 0].copy()
         chunk_ids = _fetch_pairs(conn, "SELECT id, 0 FROM chunks ORDER BY id")[:, 0].copy()
         n_e, n = len(ent_ids), len(ent_ids) + len(chunk_ids)
@@ -131,13 +138,18 @@ class _Matrix:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, generation: int) -> "_Matrix | None":
+    def load(cls, path: Path, generation: int | None) -> "tuple[_Matrix, int] | None":
+        """The cached matrix of `generation` (None: of whatever generation it is), with its generation."""
+        if not path.exists():
+            return None
         try:
             with np.load(path) as z:
-                if int(z["generation"]) != generation:
+                saved = int(z["generation"])
+                if generation is not None and saved != generation:
                     return None
-                return cls({f: z[f] for f in cls.FIELDS})
-        except (OSError, KeyError, ValueError):
+                return cls({f: z[f] for f in cls.FIELDS}), saved
+        except Exception as exc:  # a torn or foreign cache file (zip, npy or pickle errors)
+            log.warning("%s is damaged (%s); rebuilding it from the graph tables", path, type(exc).__name__)
             return None
 
     def entity_index(self, entity_ids: Sequence[int]) -> np.ndarray:
@@ -193,28 +205,55 @@ MATRIX_NAME = "graph-matrix.npz"
 
 
 class GraphRetriever:
-    def __init__(self, sql: SQLiteStore, graph: KnowledgeGraph, settings: GraphSettings | None = None):
+    """`writing` says whether a write to the store is under way (in any process): each of
+    its batches bumps the graph generation, and rebuilding the matrix for each (68 s at
+    1M chunks) would stall readers. While it writes, readers keep the matrix they have;
+    the writer builds the new one once, when it finishes (`refresh_matrix`)."""
+
+    def __init__(self, sql: SQLiteStore, graph: KnowledgeGraph, settings: GraphSettings | None = None,
+                 writing: Callable[[], bool] = lambda: False):
         self.sql = sql
         self.graph = graph
         self.settings = settings or GraphSettings()
+        self.writing = writing
         self._matrix: _Matrix | None = None
         self._generation = -1
         self._lock = threading.Lock()
 
+    @property
+    def cache_path(self) -> Path:
+        return self.sql.directory / MATRIX_NAME
+
     def matrix(self) -> _Matrix:
         gen = self.graph.store.generation
         with self._lock:
-            if self._matrix is None or self._generation != gen:
-                cache = self.sql.directory / MATRIX_NAME
-                matrix = _Matrix.load(cache, gen) if cache.exists() else None
-                if matrix is None:
-                    matrix = _Matrix.build(self.sql, self.settings.relation_weight)
-                    try:
-                        matrix.save(cache, gen)
-                    except OSError:
-                        pass  # a read-only store: rebuilt in memory next time
-                self._matrix, self._generation = matrix, gen
+            if self._matrix is not None and self._generation == gen:
+                return self._matrix
+            if self._matrix is not None and self.writing():
+                return self._matrix  # a write is under way: its last batch is not the last word
+            # Another process (the writer, when it finished) may have saved this generation's.
+            found = _Matrix.load(self.cache_path, None if self.writing() else gen)
+            if found is None:
+                found = self._build(gen), gen
+            self._matrix, self._generation = found
             return self._matrix
+
+    def refresh_matrix(self) -> None:
+        """Build and save the matrix of the store as it is now (the writer, after a write)."""
+        gen = self.graph.store.generation
+        with self._lock:
+            if self._matrix is not None and self._generation == gen:
+                return
+            found = _Matrix.load(self.cache_path, gen)
+            self._matrix, self._generation = found if found is not None else (self._build(gen), gen)
+
+    def _build(self, gen: int) -> _Matrix:
+        matrix = _Matrix.build(self.sql, self.settings.relation_weight)
+        try:
+            matrix.save(self.cache_path, gen)
+        except OSError:
+            pass  # a read-only store: rebuilt in memory next time
+        return matrix
 
     # ------------------------------------------------------------------ linking
     def link(self, question: str) -> list[LinkedEntity]:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from ..graph.knowledge import KnowledgeGraph
 from ..memory.passages import PassageStore
 from .fusion import ranks_of, reciprocal_rank_fusion
-from .graph import GraphRetriever, LinkedEntity
+from .graph import GraphRanking, GraphRetriever, LinkedEntity
 from .types import Hit
 
 MODES = ("auto", "dense", "lexical", "hybrid", "graph")
@@ -28,30 +29,31 @@ def _background() -> ThreadPoolExecutor:
         return _POOL
 
 
+@dataclass
+class Retrieval:
+    """One question's ranking, with what the graph retriever linked and walked to: returned
+    together, so no state is left on the searcher for another thread to read."""
+
+    hits: list[Hit]
+    linked: list[LinkedEntity] = field(default_factory=list)  # the question's entities
+    entity_mass: dict[int, float] = field(default_factory=dict)  # entity id -> the walk's mass on it
+
+
 class Searcher:
-    def __init__(self, passages: PassageStore, graph: KnowledgeGraph | None = None):
+    def __init__(self, passages: PassageStore, graph: KnowledgeGraph | None = None,
+                 writing: Callable[[], bool] = lambda: False):
         self.passages = passages
-        self.graph = GraphRetriever(passages.sql, graph) if graph is not None else None
+        self.graph = GraphRetriever(passages.sql, graph, writing=writing) if graph is not None else None
         self.weights = dict(AUTO_WEIGHTS)
-        # Per thread: two threads asking through one Memory must not swap their entities.
-        self._local = threading.local()
-
-    @property
-    def last_linked(self) -> list[LinkedEntity]:
-        """Question entities the last graph ranking on this thread linked."""
-        return getattr(self._local, "linked", [])
-
-    @property
-    def last_entity_mass(self) -> dict[int, float]:
-        """Entity id -> the mass the last graph walk on this thread left on it."""
-        return getattr(self._local, "entities", {})
 
     def candidate_depth(self, k: int) -> int:
         # Fusion needs more than k from each retriever: an item ranked 30th by both
         # can beat one ranked 1st by only one of them.
         return max(50, 5 * k)
 
-    def rankings(self, query: str, k: int, modes: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
+    def rankings(
+        self, query: str, k: int, modes: Sequence[str]
+    ) -> tuple[dict[str, list[tuple[int, float]]], GraphRanking | None]:
         out: dict[str, list[tuple[int, float]]] = {}
         lexical: Future | None = None
         if "lexical" in modes and len(modes) > 1:
@@ -64,32 +66,39 @@ class Searcher:
             out["lexical"] = lexical.result()
         elif "lexical" in modes:
             out["lexical"] = self.passages.lexical_search(query, k)
+        ranking = None
         if "graph" in modes:
             if self.graph is None:
                 raise ValueError("graph search needs the knowledge graph")
             dense = out.get("dense") or self.passages.dense_search([query], self.graph.settings.dense_seeds)[0]
             ranking = self.graph.rank(query, k, dense=dense)
-            self._local.linked = ranking.linked
-            self._local.entities = ranking.entities
             out["graph"] = ranking.chunks
-        return out
+        return out, ranking
 
     def search(self, query: str, k: int = 10, mode: str = "auto") -> list[Hit]:
+        return self.retrieve(query, k, mode).hits
+
+    def retrieve(self, query: str, k: int = 10, mode: str = "auto") -> Retrieval:
+        """`search`, with the question's linked entities and the graph walk's entity mass
+        (modes without the graph walk link the entities only)."""
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if not query.strip():
-            return []
+            return Retrieval([])
         if mode == "auto" and self.graph is None:
             mode = "hybrid"
         if mode in ("hybrid", "auto"):
             parts = ("dense", "lexical") if mode == "hybrid" else tuple(self.weights)
-            rankings = self.rankings(query, self.candidate_depth(k), parts)
+            rankings, graph = self.rankings(query, self.candidate_depth(k), parts)
             weights = None if mode == "hybrid" else self.weights
             fused = reciprocal_rank_fusion(rankings, weights, k=self.passages.config.rrf_k)[:k]
         else:
-            rankings = self.rankings(query, k, (mode,))
+            rankings, graph = self.rankings(query, k, (mode,))
             fused = rankings[mode][:k]
-        return self.to_hits(fused, ranks_of(rankings))
+        hits = self.to_hits(fused, ranks_of(rankings))
+        if graph is not None:
+            return Retrieval(hits, graph.linked, graph.entities)
+        return Retrieval(hits, self.graph.link(query) if self.graph is not None else [])
 
     def to_hits(self, ranked: Sequence[tuple[int, float]], ranks: dict[int, dict[str, int]] | None = None) -> list[Hit]:
         chunks = self.passages.chunks([cid for cid, _ in ranked])

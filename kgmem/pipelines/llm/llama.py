@@ -15,12 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ...memory.offline import offline
 from .base import ChatBackend, ChatResult, LLMError, OnToken
 from .models import DEFAULT_MODEL, INSTALL_HINT, MODELS, cache_dir, model_file
 
 
 def _tokenizer(path: Path) -> Any:
     """The model's tokenizer (with its chat template), converted from the GGUF on first use."""
+    with offline():
+        return _load_tokenizer(path)
+
+
+def _load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 

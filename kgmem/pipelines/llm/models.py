@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...config import cache_dir
 from .base import LLMError
 
 
@@ -62,8 +63,6 @@ INSTALL_HINT = "run `make install` (or: pip install 'kgmem[llm]')"
 _LOCK = threading.Lock()
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("KGMEM_CACHE") or Path.home() / ".cache" / "kgmem")
 
 
 def _part_paths(spec: ModelSpec) -> list[Path]:
