@@ -114,16 +114,45 @@ def measure(path: Path, questions: list[str], k: int) -> dict:
     return out
 
 
+def measure_start(path: Path, questions: list[str], k: int, way: str) -> dict:
+    """Time to the first answer after open, in two fresh processes' ways:
+    `at_once`: warm-up started at open (as the REPL does), the question asked at once;
+    `after_warm`: the question asked once the warm-up is done (a user still typing)."""
+    from kgmem import Config, Memory
+
+    t0 = time.perf_counter()
+    mem = Memory(path, config=Config())
+    open_s = time.perf_counter() - t0
+    if way == "at_once":
+        mem.warm()
+        mem.context(questions[0], k=k)
+        out = {"open_s": round(open_s, 2), "first_answer_at_once_s": round(time.perf_counter() - t0, 2)}
+    else:
+        t1 = time.perf_counter()
+        mem.warm(background=False)
+        warm_s = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        mem.context(questions[0], k=k)
+        out = {"warm_s": round(warm_s, 2), "first_answer_after_warm_s": round(time.perf_counter() - t1, 2)}
+    mem.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--cache", default="/tmp/kgmem-scale")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--measure", help=argparse.SUPPRESS)
+    ap.add_argument("--measure-start", help=argparse.SUPPRESS)
+    ap.add_argument("--way", help=argparse.SUPPRESS)
     args = ap.parse_args()
     corpus, questions = corpus_and_questions()
     if args.measure:
         print(json.dumps(measure(Path(args.measure), questions, args.k)))
+        return
+    if args.measure_start:
+        print(json.dumps(measure_start(Path(args.measure_start), questions, args.k, args.way)))
         return
     from scale_store import build, load_pool
 
@@ -148,6 +177,14 @@ def main() -> None:
             capture_output=True, text=True, check=True,
         )
         results["stores"].append({"build": info, **json.loads(run.stdout.strip().splitlines()[-1])})
+        start: dict = {}
+        for way in ("at_once", "after_warm"):
+            run = subprocess.run(
+                [sys.executable, __file__, "--measure-start", str(path), "-k", str(args.k), "--way", way],
+                capture_output=True, text=True, check=True,
+            )
+            start.update(json.loads(run.stdout.strip().splitlines()[-1]))
+        results["stores"][-1]["start"] = start
         print(json.dumps(results["stores"][-1]), file=sys.stderr, flush=True)
     out = ROOT / "benchmarks" / "results" / "scale.json"
     out.write_text(json.dumps(results, indent=1))

@@ -30,6 +30,8 @@ def main() -> int:
          "--budgets", "2048,1024"],
         [sys.executable, str(HERE / "bench_ingest.py")],
         [sys.executable, str(HERE / "bench_scale.py")],
+        [sys.executable, str(HERE / "bench_memory.py"), "--out", str(HERE / "results" / "memory.json")],
+        [sys.executable, str(HERE / "soak.py"), "--minutes", "10", "--out", str(HERE / "results" / "soak.json")],
     ]
     for cmd in steps:
         print("+", " ".join(cmd), flush=True)

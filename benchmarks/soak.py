@@ -34,6 +34,11 @@ def _setup_process() -> None:
     os.environ["KGMEM_WRITER_WAIT"] = "600"  # writers queue for the lock instead of failing
 
 
+def _log_error(log, exc: Exception) -> None:
+    log.write(json.dumps({"op": "error", "error": f"{type(exc).__name__}: {exc}",
+                          "trace": traceback.format_exc()[-800:]}) + "\n")
+
+
 def writer(n: int, store: str, deadline: float, out: str, seed: int) -> None:
     _setup_process()
     from kgmem import Memory
@@ -74,8 +79,7 @@ def writer(n: int, store: str, deadline: float, out: str, seed: int) -> None:
             # acknowledged: what the caller was told is now stored
             log.write(json.dumps({"op": op, "id": doc_id, "text": text, "s": seconds}) + "\n")
         except Exception as exc:
-            log.write(json.dumps({"op": "error", "error": f"{type(exc).__name__}: {exc}",
-                                  "trace": traceback.format_exc()[-800:]}) + "\n")
+            _log_error(log, exc)
         log.flush()
     mem.close()
     log.close()
@@ -106,8 +110,7 @@ def reader(n: int, store: str, deadline: float, out: str, seed: int) -> None:
                     raise AssertionError(f"check found: {problems}")
             log.write(json.dumps({"op": op, "s": time.perf_counter() - t0}) + "\n")
         except Exception as exc:
-            log.write(json.dumps({"op": "error", "error": f"{type(exc).__name__}: {exc}",
-                                  "trace": traceback.format_exc()[-800:]}) + "\n")
+            _log_error(log, exc)
         log.flush()
     mem.close()
     log.close()
@@ -123,12 +126,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "p95_ms": round(float(np.percentile(a, 95)), 1), "max_ms": round(float(a.max()), 1)}
 
 
-def audit(store: str, logs: list[Path]) -> dict:
+def audit(store: str, logs: list[Path], seeded: dict[str, str]) -> dict:
     """The store against what the writers were told: each acknowledged document once,
     with its last acknowledged text; nothing else."""
     from kgmem import Memory
 
-    expected: dict[str, str | None] = {}  # id -> the last acknowledged text (None: deleted)
+    expected: dict[str, str | None] = dict(seeded)  # id -> the last acknowledged text (None: deleted)
     for path in logs:
         for line in path.open(encoding="utf-8"):
             rec = json.loads(line)
@@ -169,8 +172,9 @@ def main() -> int:
     store = args.store or str(work / "store")
     from kgmem import Memory
 
+    seed_docs = [json.loads(line) for line in CORPUS.open(encoding="utf-8")][:50]
     with Memory(store) as mem:  # a starting store the readers can ask from the first second
-        mem.ingest([json.loads(line) for line in CORPUS.open(encoding="utf-8")][:50])
+        mem.ingest(seed_docs)
     ctx = mp.get_context("spawn")
     start = time.time()
     deadline = start + args.minutes * 60
@@ -197,7 +201,7 @@ def main() -> int:
         "wall_s": round(time.time() - start, 1), "operations": ops,
         "operations_total": sum(v["n"] for v in ops.values()),
         "errors": len(errors), "error_samples": [e["error"] for e in errors[:5]],
-        "crashed_processes": crashed, "audit": audit(store, logs["writer"]),
+        "crashed_processes": crashed, "audit": audit(store, logs["writer"], {d["id"]: d["text"] for d in seed_docs}),
     }
     print(json.dumps(result, indent=1))
     if args.out:

@@ -1,6 +1,7 @@
 """`Memory`: the façade users hold — ingest, search, ask, delete, graph, stats."""
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable
@@ -19,6 +20,8 @@ from .pipelines.query import Answer, OnToken, Prepared, answer, prepare
 from .pipelines.readers import ReaderOptions
 from .retrieval.search import Searcher
 from .retrieval.types import Hit
+
+log = logging.getLogger("kgmem")
 
 
 @dataclass
@@ -72,6 +75,27 @@ class Memory:
                 self.lock.release()
 
     # ------------------------------------------------------------------ lifecycle
+    def warm(self, background: bool = True) -> threading.Thread | None:
+        """Load what the first question needs — the embedder, the graph walk's matrix,
+        BM25's word statistics — now (in a thread by default, e.g. while a prompt is
+        shown) instead of at the first question. Errors are left to that question."""
+
+        def run() -> None:
+            try:
+                self.passages.embedder.embed(["warm up"])
+                if self._searcher.graph is not None:
+                    self._searcher.graph.matrix()
+                self.passages.sql.warm_word_stats()
+            except Exception as exc:  # noqa: BLE001 - the first question reports it properly
+                log.debug("warm-up stopped: %s", exc)
+
+        if not background:
+            run()
+            return None
+        thread = threading.Thread(target=run, name="kgmem-warm", daemon=True)
+        thread.start()
+        return thread
+
     def __enter__(self) -> "Memory":
         return self
 
@@ -150,14 +174,18 @@ class Memory:
         (the graph walk's matrix), once per write rather than once per batch."""
         if self.config.graph and self._searcher.graph is not None:
             self._searcher.graph.refresh_matrix()
+        self.passages.sql.save_word_stats()
 
     def delete(self, doc_id: str | Iterable[str]) -> int:
-        """Delete documents (with their chunks and vectors); returns how many chunks went."""
+        """Delete documents (with their chunks and vectors; a long document with all its
+        parts); returns how many chunks went."""
         ids = [doc_id] if isinstance(doc_id, str) else list(doc_id)
         known = self.passages.sql.document_hashes(ids)
-        missing = [i for i in ids if i not in known]
+        parts = self.passages.sql.parts_of(i for i in ids if i not in known)  # a long document's parts
+        missing = [i for i in ids if i not in known and i not in parts]
         if missing:
             raise NotFoundError(f"no document with id {missing[0]!r}")
+        ids = [i for i in ids if i in known] + [p for whole in parts.values() for p in whole]
         self.passages.sql.require_writable()
         with self.lock:
             self._refresh_for_write()
@@ -250,6 +278,11 @@ class Memory:
         from .retrieval.search import MODES
 
         return list(MODES)
+
+    def documents(self, limit: int | None = 50, offset: int = 0, prefix: str = "") -> list[dict[str, Any]]:
+        """What the store holds, in id order (no text): id, title, source, chars, chunks,
+        added_at, and part_of/part for the parts of a long document."""
+        return self.passages.sql.list_documents(limit=limit, offset=offset, prefix=prefix)
 
     def get(self, doc_id: str) -> Document | None:
         return self.passages.sql.get_document(doc_id)

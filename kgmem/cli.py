@@ -117,11 +117,15 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
 @click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
+@click.option("--max-text-mb", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Largest text file to read (streamed in parts of 1M characters). HTML, PDF and "
+              "single JSONL records are read whole and refused over 64 MiB.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @_json_option
 @handle_errors
 def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | None, threads: int | None, no_graph: bool,
-           profile: str | None, id_field: str, title_field: str, text_field: str, quiet: bool, as_json: bool) -> None:
+           profile: str | None, id_field: str, title_field: str, text_field: str, max_text_mb: int, quiet: bool,
+           as_json: bool) -> None:
     """Add files, directories (recursively) and JSONL records to the store.
 
     Unchanged documents are skipped, changed ones replaced, so re-running after an
@@ -139,7 +143,8 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
                    "the settings it was created with", err=True)
     memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}),
                      **({"workers": workers} if workers else {}))
-    options = ReaderOptions(id_field=id_field, title_field=title_field, text_field=text_field, glob=glob)
+    options = ReaderOptions(id_field=id_field, title_field=title_field, text_field=text_field, glob=glob,
+                            max_text_bytes=max_text_mb * 2**20)
     progress = ProgressLine(_count_inputs(paths, glob), enabled=not quiet and not as_json)
     try:
         report = memory.ingest_paths(list(paths), options=options, on_progress=progress)
@@ -266,6 +271,24 @@ def stats(store: str, as_json: bool) -> None:
     with _open(store) as memory:
         data = memory.stats()
     _emit(data) if as_json else click.echo(stats_text(data))
+
+
+@main.command()
+@_store_option
+@click.option("--prefix", default="", help="Only ids that start with this (e.g. a folder's path).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most this many (0: all).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first.")
+@_json_option
+@handle_errors
+def docs(store: str, prefix: str, limit: int, offset: int, as_json: bool) -> None:
+    """List stored documents: id, characters, chunks, title (a long document's parts as ID#N)."""
+    with _open(store) as memory:
+        rows = memory.documents(limit=limit or None, offset=offset, prefix=prefix)
+    if as_json:
+        _emit({"documents": rows})
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{row['chars']:,} chars\t{row['chunks']} chunks\t{row['title']}")
 
 
 @main.command()

@@ -75,7 +75,10 @@ class Config:
 
     # --- ingest
     embed_batch_size: int = 32
+    # A batch ends at this many documents or this many characters of text, whichever
+    # comes first: memory follows the text in flight, not the number of documents.
     docs_per_batch: int = 256
+    batch_chars: int = 2_000_000
     graph: bool = True
     # Save the FAISS file every this many ingest batches, so a crash loses little work.
     checkpoint_batches: int = 20
@@ -111,7 +114,8 @@ class Config:
     fact_share: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("threads", "workers", "embed_batch_size", "docs_per_batch", "checkpoint_batches", "search_k"):
+        for name in ("threads", "workers", "embed_batch_size", "docs_per_batch", "batch_chars", "checkpoint_batches",
+                     "search_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SettingError(f"{name}={value!r}: expected a whole number of 1 or more")

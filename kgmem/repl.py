@@ -141,7 +141,8 @@ class Repl:
 def run_repl(memory: Any, llm: str | None = None) -> None:
     repl = Repl(memory, llm)
     stats = memory.stats()
-    memory.backend(repl.llm)  # load the model now, not at the first question
+    memory.warm()  # the embedder, graph matrix and word statistics load in the background...
+    memory.backend(repl.llm)  # ...while the answering model loads here: neither waits for the first question
     if memory.llm_notice:
         repl.say(f"note: {memory.llm_notice}")
     repl.say(f"kgmem — {stats['documents']} documents, {stats.get('entities', 0)} entities in {memory.path}. "

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,18 @@ def corpus_lines(n: int) -> list[str]:
         rec["id"] = f"{rec['id']}-{i // len(base)}"
         out.append(json.dumps(rec, ensure_ascii=False))
     return out
+
+
+def store_and_writer(tmp_path: Path, records: list[dict], first: int, env: dict):
+    """A store holding records[:first], and a `kgmem ingest` of the rest running in the
+    background (a real second process): (store, the writer's Popen)."""
+    from kgmem import Memory
+
+    store = tmp_path / "s"
+    with Memory(store) as mem:
+        mem.ingest(records[:first])
+    corpus = tmp_path / "rest.jsonl"
+    corpus.write_text("\n".join(json.dumps(r) for r in records[first:]) + "\n")
+    writer = subprocess.Popen([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store), "--quiet"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return store, writer

@@ -51,6 +51,14 @@ def test_ingest_of_a_missing_file_fails_and_stores_nothing(tmp_path):
     assert [f["reason"] for f in report["failed"]] == ["no such file or directory"]
 
 
+def test_docs_lists_what_the_store_holds(cli_store):
+    listed = json.loads(kgmem("docs", "--store", str(cli_store), "--json", "--limit", "0", check=True).stdout)["documents"]
+    assert len(listed) >= 60 and [d["id"] for d in listed] == sorted(d["id"] for d in listed)
+    assert all(d["chars"] > 0 and d["chunks"] >= 1 and "text" not in d for d in listed)
+    some = kgmem("docs", "--store", str(cli_store), "--prefix", "musique-0000", check=True).stdout.splitlines()
+    assert len(some) == 10 and all(line.startswith("musique-0000") for line in some)
+
+
 def test_ingest_summary_search_ask_stats_graph_check(cli_store, tmp_path):
     again = kgmem("ingest", str(DATA / "wiki-300.jsonl"), "--store", str(cli_store), "--quiet")
     assert again.returncode == 0

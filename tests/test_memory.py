@@ -217,3 +217,37 @@ def test_postings_budget_drops_the_commonest_words_first(wiki_memory):
     assert PostingsBudget(budget=5, min_df=5).select(conn, ["rivers"]) == ["rivers"]  # one is always kept
     # the default budget leaves every query on a small store alone
     assert PostingsBudget().select(conn, words) == words
+
+
+def test_a_long_document_is_stored_in_parts_that_follow_its_versions(memory, wiki_records, tmp_path):
+    from kgmem.pipelines.readers import ReaderOptions
+
+    opts = ReaderOptions(part_chars=8000)  # small parts, so that small real text has several
+    texts = [r["text"] for r in wiki_records]
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(texts[:60]))
+    first = memory.ingest_paths(big, options=opts)
+    ids = memory.passages.sql.document_ids()
+    assert first.added == len(ids) >= 4 and all(i.startswith(f"{big}#") for i in ids)
+    # the parts are the file, in order, character for character
+    parts = sorted((memory.get(i) for i in ids), key=lambda d: d.meta["part"])
+    assert "".join(p.text for p in parts) == big.read_text()
+    assert all(len(p.text) <= 8000 and p.meta["part_of"] == str(big) for p in parts)
+    assert parts[1].title == "big (part 2)"
+    # shorter: the unchanged part is skipped, the rest replaced or dropped
+    big.write_text("\n\n".join(texts[:30]))
+    shorter = memory.ingest_paths(big, options=opts)
+    assert shorter.unchanged >= 1 and shorter.stale_parts >= 1
+    assert "".join(d.text for d in sorted((memory.get(i) for i in memory.passages.sql.document_ids()),
+                                          key=lambda d: d.meta["part"])) == big.read_text()
+    # short enough to be one document: the parts go
+    big.write_text(texts[0])
+    memory.ingest_paths(big, options=opts)
+    assert memory.passages.sql.document_ids() == [str(big)] and memory.check() == []
+    # a long record is cut the same way, and deleting it by its id takes every part
+    record = {"id": "long", "title": "Long", "text": "\n\n".join(texts[:40])}
+    report = memory.ingest([record], options=opts)
+    assert report.added >= 3 and memory.get("long") is None
+    assert memory.search(texts[35][:120], k=1, mode="lexical")[0].doc_id.startswith("long#")
+    assert memory.delete("long") > 0 and memory.passages.sql.document_ids() == [str(big)]
+    assert memory.check() == []

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from kgmem import Memory
 
+from .conftest import store_and_writer
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 # A long-lived Memory in its own process, driven one JSON command per line.
@@ -117,14 +119,8 @@ def test_two_long_lived_writers_take_turns(tmp_path):
 
 
 def test_check_during_a_live_ingest_reports_no_false_problem(tmp_path, wiki_records):
-    store = tmp_path / "s"
-    with Memory(store) as mem:
-        mem.ingest(wiki_records[:10])
-    corpus = tmp_path / "rest.jsonl"
-    corpus.write_text("\n".join(json.dumps(r) for r in wiki_records[10:]) + "\n")
     # the vector file lags SQLite from the first batch's commit to the end of the ingest
-    writer = subprocess.Popen([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store), "--quiet"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    store, writer = store_and_writer(tmp_path, wiki_records, 10, ENV)
     reports = []
     with Memory(store) as mem:
         while writer.poll() is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -112,14 +113,18 @@ def make_embedder(name: str, runtime: str = "torch", batch_size: int = 32, threa
 
 
 _LOADED: dict[tuple[str, str, int], Embedder] = {}
+_LOADING = threading.Lock()
 
 
 def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None, runtime: str = "torch") -> Embedder:
-    """One loaded model per process, name and runtime: opening several stores costs one load."""
+    """One loaded model per process, name and runtime: opening several stores costs one
+    load, and two threads asking at once (a warm-up and a first question) wait for one."""
     key = (name, runtime, batch_size)
-    if key not in _LOADED:
-        _LOADED[key] = make_embedder(name, runtime, batch_size=batch_size, threads=threads)
-    elif threads:
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED[key] = make_embedder(name, runtime, batch_size=batch_size, threads=threads)
+            return _LOADED[key]
+    if threads:
         import torch
 
         torch.set_num_threads(threads)

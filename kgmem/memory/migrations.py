@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+
+import sqlite_utils
 from dataclasses import dataclass
 
 from ..errors import SchemaVersionError
@@ -53,10 +55,9 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration]) -> l
     A store holding migrations of this component that this code does not know was
     written by a newer kgmem: refuse it rather than guess.
     """
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS migrations ("
-        "component TEXT NOT NULL, name TEXT NOT NULL, applied_at REAL NOT NULL, "
-        "PRIMARY KEY (component, name))"
+    sqlite_utils.Database(conn)["migrations"].create(
+        {"component": str, "name": str, "applied_at": float}, pk=("component", "name"),
+        not_null={"component", "name", "applied_at"}, if_not_exists=True,
     )
     if not migrations:
         return []

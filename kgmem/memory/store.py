@@ -62,6 +62,15 @@ MEMORY_MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "memory",
+        "0002_document_parts",
+        """
+        -- A long document is stored as parts (meta.part_of = its id, meta.part = 1, 2, ...).
+        CREATE INDEX documents_part_of ON documents(json_extract(meta, '$.part_of'))
+            WHERE json_extract(meta, '$.part_of') IS NOT NULL;
+        """,
+    ),
 ]
 
 
@@ -299,6 +308,35 @@ class SQLiteStore:
                 removed.extend(ids)
         return removed
 
+    # ------------------------------------------------------------------ parts of long documents
+    _PART_OF = "json_extract(meta, '$.part_of')"
+
+    def has_parts(self) -> bool:
+        return self.conn.execute(f"SELECT 1 FROM documents WHERE {self._PART_OF} IS NOT NULL LIMIT 1").fetchone() \
+            is not None
+
+    def parts_of(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The ids of the stored parts of each of these documents that has parts."""
+        out: dict[str, list[str]] = {}
+        for doc_id in doc_ids:
+            ids = [r[0] for r in self.conn.execute(f"SELECT id FROM documents WHERE {self._PART_OF} = ?", (doc_id,))]
+            if ids:
+                out[doc_id] = ids
+        return out
+
+    def stale_parts(self, parted: dict[str, int], whole: Iterable[str]) -> list[str]:
+        """What a write left behind: parts beyond a document's new count (and its old
+        unparted version), and the parts of documents now stored whole."""
+        stale: list[str] = []
+        for doc_id, count in parted.items():
+            stale += [r[0] for r in self.conn.execute(
+                f"SELECT id FROM documents WHERE {self._PART_OF} = ? AND json_extract(meta, '$.part') > ?",
+                (doc_id, count))]
+            if self.conn.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone():
+                stale.append(doc_id)
+        stale += [part for ids in self.parts_of(whole).values() for part in ids]
+        return stale
+
     def get_document(self, doc_id: str) -> Document | None:
         row = self.conn.execute(
             "SELECT id, title, source, hash, meta, text FROM documents WHERE id = ?", (doc_id,)
@@ -309,6 +347,18 @@ class SQLiteStore:
             id=row["id"], text=row["text"], title=row["title"], source=row["source"],
             meta=json.loads(row["meta"]), hash=row["hash"],
         )
+
+    def list_documents(self, limit: int | None = 50, offset: int = 0, prefix: str = "") -> list[dict[str, Any]]:
+        """Stored documents in id order, without their text: id, title, source, characters,
+        chunks, when added, and for a part of a long document its whole's id and number."""
+        rows = self.db["documents"].rows_where(
+            "id >= ? AND id < ?" if prefix else None, [prefix, prefix + "\U0010ffff"] if prefix else [],
+            select="id, title, source, length(text) AS chars, added_at, "
+                   "json_extract(meta, '$.part_of') AS part_of, json_extract(meta, '$.part') AS part, "
+                   "(SELECT count(*) FROM chunks WHERE chunks.doc_id = documents.id) AS chunks",
+            order_by="id", limit=limit, offset=offset or None,
+        )
+        return [{k: v for k, v in row.items() if v is not None or k not in ("part_of", "part")} for row in rows]
 
     def document_ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM documents ORDER BY id")]
@@ -366,11 +416,11 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ stats & checks
     def counts(self) -> dict[str, int]:
-        one = lambda sql: int(self.conn.execute(sql).fetchone()[0])  # noqa: E731
+        words = "SELECT coalesce(sum(length(text) - length(replace(text, ' ', '')) + 1), 0) FROM documents"
         return {
-            "documents": one("SELECT count(*) FROM documents"),
-            "chunks": one("SELECT count(*) FROM chunks"),
-            "words": one("SELECT coalesce(sum(length(text) - length(replace(text, ' ', '')) + 1), 0) FROM documents"),
+            "documents": self.db["documents"].count,
+            "chunks": self.db["chunks"].count,
+            "words": int(self.conn.execute(words).fetchone()[0]),
         }
 
     def check(self) -> list[str]:
@@ -387,6 +437,16 @@ class SQLiteStore:
         if bad:
             problems.append(f"{bad} chunks whose offsets do not match their document's text")
         return problems
+
+    def save_word_stats(self) -> None:
+        """The writer, after a write: BM25's word frequencies, counted once and kept."""
+        with self._lock:
+            self.postings_budget.save(self.conn)
+
+    def warm_word_stats(self) -> None:
+        """Load BM25's word frequencies now rather than at the first question."""
+        with self._fts_lock:
+            self.postings_budget.select(self._fts(), ["warm", "up"])
 
     def check_fts(self) -> list[str]:
         """FTS5's own integrity check. It is a write statement: run it on its own (it

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..memory.passages import PassageStore, chunk_document, embedding_text
-from ..memory.store import Document, NewChunk
-from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
+from ..memory.passages import PassageStore
+from ..memory.store import Document
+from .prepare import Prepared, prepare_batch
+from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents, split_document
 
 
 class GraphWriter(Protocol):
@@ -46,6 +47,7 @@ class IngestReport:
     words: int = 0
     skipped: list[str] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
+    stale_parts: int = 0  # parts of an older version of a long document, deleted
 
     @property
     def ok(self) -> bool:
@@ -62,6 +64,7 @@ class IngestReport:
             "seconds": round(self.seconds, 3),
             "skipped": self.skipped,
             "notices": [{"item": i, "message": m} for i, m in self.notices],
+            "stale_parts": self.stale_parts,
         }
 
 
@@ -80,14 +83,37 @@ class StopIngest(Exception):
     """Raised by a progress callback (or on Ctrl-C) to stop after the current batch."""
 
 
-def _batches(stream: Iterable[Any], size: int, report: IngestReport) -> Iterable[list[Document]]:
+@dataclass
+class Parts:
+    """Documents stored as parts in this ingest (id -> parts seen) and, when the store
+    holds any parts, documents stored whole: their other parts, left from an older
+    version, go at the end."""
+
+    parted: dict[str, int] = field(default_factory=dict)
+    whole: set[str] = field(default_factory=set)
+    track_whole: bool = False
+
+
+def _batches(
+    stream: Iterable[Any], size: int, chars: int, part_chars: int, report: IngestReport, parts: Parts
+) -> Iterable[list[Document]]:
+    """Documents in batches of at most `size` documents and about `chars` characters;
+    a document over `part_chars` is cut into parts first."""
     batch: list[Document] = []
+    held = 0
     for item in stream:
         if isinstance(item, Document):
-            batch.append(item)
-            if len(batch) >= size:
-                yield batch
-                batch = []
+            for doc in split_document(finalize(item), part_chars):
+                part_of = doc.meta.get("part_of")
+                if part_of is not None:
+                    parts.parted[part_of] = max(parts.parted.get(part_of, 0), int(doc.meta.get("part", 0)))
+                elif parts.track_whole:
+                    parts.whole.add(doc.id)
+                batch.append(doc)
+                held += len(doc.text)
+                if len(batch) >= size or held >= chars:
+                    yield batch
+                    batch, held = [], 0
         elif isinstance(item, Failure):
             report.failed.append((item.item, item.reason))
         elif isinstance(item, Notice):
@@ -96,6 +122,23 @@ def _batches(stream: Iterable[Any], size: int, report: IngestReport) -> Iterable
             report.skipped.append(item.item)
     if batch:
         yield batch
+
+
+def _drop_stale_parts(passages: PassageStore, graph: GraphWriter | None, parts: Parts) -> int:
+    """Parts of an older, longer version (or the whole old version of a document now in
+    parts, or the parts of one now whole) are deleted."""
+    stale = passages.sql.stale_parts(parts.parted, parts.whole)
+    if not stale:
+        return 0
+    try:
+        passages.delete(stale, before=graph.forget_documents if graph is not None else None)
+    except BaseException:
+        if graph is not None:
+            graph.reset_view()
+        raise
+    if graph is not None:
+        graph.commit_view()
+    return len(stale)
 
 
 def ingest(
@@ -116,7 +159,10 @@ def ingest(
                 words=report.words, seconds=time.perf_counter() - started, report=report,
             ))
 
-    batches = _batches(iter_documents(items, options), cfg.docs_per_batch, report)
+    options = options or ReaderOptions()
+    parts = Parts(track_whole=passages.sql.has_parts())
+    batches = _batches(iter_documents(items, options), cfg.docs_per_batch, cfg.batch_chars, options.part_chars,
+                       report, parts)
     pool = None
     try:
         if cfg.workers > 1:
@@ -136,6 +182,7 @@ def ingest(
                 progress()
                 if n % cfg.checkpoint_batches == 0:
                     passages.save_vectors()
+        report.stale_parts = _drop_stale_parts(passages, graph, parts)
     except BaseException:
         if graph is not None:
             graph.reset_view()  # a batch may have rolled back: rebuild the view on next use
@@ -155,15 +202,6 @@ class Work:
 
     todo: list[Document]
     replacing: list[str]
-
-
-@dataclass
-class Prepared:
-    """A batch after the compute: chunks, their vectors and (graph on) their facts."""
-
-    chunks: list[list[NewChunk]]
-    vectors: Any
-    facts: list[Any] | None
 
 
 def _classify(passages: PassageStore, graph: GraphWriter | None, batch: list[Document], report: IngestReport) -> Work:
@@ -191,15 +229,6 @@ def _classify(passages: PassageStore, graph: GraphWriter | None, batch: list[Doc
     if graph is not None and unchanged:
         backfill_graph(passages, graph, graph.missing(unchanged))
     return Work(todo, replacing)
-
-
-def prepare_batch(docs: list[Document], embedder: Any, extractor: Any, config: Any) -> Prepared:
-    """The compute of a batch — chunk, embed, extract — with no store access (runs in workers)."""
-    chunks = [chunk_document(doc, embedder, config) for doc in docs]
-    pairs = [(doc.title, ch.text) for doc, cs in zip(docs, chunks) for ch in cs]
-    vectors = embedder.embed([embedding_text(t, x) for t, x in pairs])
-    facts = extractor.extract([x for _, x in pairs]) if extractor is not None else None
-    return Prepared(chunks, vectors, facts)
 
 
 def _write_batch(

@@ -5,6 +5,7 @@ reason in one line, and the rest of the batch goes on.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -28,8 +29,14 @@ class ReaderOptions:
     title_field: str = "title"
     text_field: str = "text"
     glob: str | None = None
-    # Larger inputs (files, JSONL records) are refused rather than read whole into memory.
+    # Inputs read whole (HTML, PDF, one JSONL record) larger than this are refused.
     max_file_bytes: int = 64 * 1024 * 1024
+    # Text files are streamed, never read whole: they may be this large.
+    max_text_bytes: int = 4 * 1024**3
+    # A document longer than this many characters is stored as parts of at most this
+    # size ("ID#1", "ID#2", … with meta part_of/part): memory stays bounded by the part,
+    # not the document, and a changed part is the only one re-embedded.
+    part_chars: int = 1_000_000
 
 
 @dataclass
@@ -90,10 +97,88 @@ def _markdown_title(text: str) -> str:
     return ""
 
 
-def read_text_file(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
-    text = _decode(_read_bytes(path, options), str(path), notices)
-    title = _markdown_title(text) if path.suffix.lower() in {".md", ".markdown"} else ""
-    return Document(id=str(path), title=title or path.stem, text=text, source=str(path))
+def read_text_file(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iterator[Document]:
+    """One document, or for a file longer than a part, its parts read block by block
+    (a 100 MB file never sits in memory whole)."""
+    size = path.stat().st_size
+    if size > options.max_text_bytes:
+        raise _ReadError(f"file is {size / 2**20:.0f} MiB, over the {options.max_text_bytes / 2**20:.0f} MiB "
+                         "limit for text files")
+    markdown = path.suffix.lower() in {".md", ".markdown"}
+    if size <= options.part_chars:
+        text = _decode(path.read_bytes(), str(path), notices)
+        yield Document(id=str(path), title=(_markdown_title(text) if markdown else "") or path.stem, text=text,
+                       source=str(path))
+        return
+    parts = _stream_parts(path, options.part_chars, notices)
+    first = next(parts, "")
+    whole = Document(id=str(path), title=(_markdown_title(first) if markdown else "") or path.stem, text="",
+                     source=str(path))
+    second = next(parts, None)
+    if second is None:  # many bytes, few characters: one document after all
+        whole.text = first
+        yield whole
+        return
+    yield part_document(whole, first, 1)
+    yield part_document(whole, second, 2)
+    for n, text in enumerate(parts, 3):
+        yield part_document(whole, text, n)
+
+
+def _stream_parts(path: Path, limit: int, notices: list[Notice], block: int = 1 << 20) -> Iterator[str]:
+    strict = codecs.getincrementaldecoder("utf-8-sig")()
+    lenient = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    buffer, offset = "", 0
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(block)
+            if offset == 0 and b"\x00" in data[:8192]:
+                raise _ReadError("binary file (NUL bytes), not text")
+            if strict is not None:
+                try:
+                    strict.decode(data, final=not data)
+                except UnicodeDecodeError as exc:
+                    notices.append(Notice(str(path), f"invalid UTF-8 at byte {offset + exc.start}; "
+                                                     "undecodable bytes replaced"))
+                    strict = None
+            buffer += lenient.decode(data, final=not data)
+            offset += len(data)
+            while len(buffer) > limit:
+                cut = cut_point(buffer, limit)
+                yield buffer[:cut]
+                buffer = buffer[cut:]
+            if not data:
+                break
+    if buffer.strip():
+        yield buffer
+
+
+def cut_point(text: str, limit: int) -> int:
+    """Where to end a part of at most `limit` characters: after a paragraph, a line, a
+    sentence or a word, whichever comes last in the second half; else at the limit."""
+    for sep in ("\n\n", "\n", ". ", " "):
+        i = text.rfind(sep, limit // 2, limit)
+        if i > 0:
+            return i + len(sep)
+    return limit
+
+
+def part_document(whole: Document, text: str, n: int) -> Document:
+    """Part n (from 1) of a long document: its own id, the whole's title and source."""
+    return Document(id=f"{whole.id}#{n}", title=f"{whole.title} (part {n})" if whole.title else "", text=text,
+                    source=whole.source, meta={**whole.meta, "part_of": whole.id, "part": n})
+
+
+def split_document(doc: Document, limit: int) -> list[Document]:
+    """A finalized document longer than `limit` characters as its parts; else itself."""
+    if len(doc.text) <= limit:
+        return [doc]
+    parts, text = [], doc.text
+    while text:
+        cut = cut_point(text, limit) if len(text) > limit else len(text)
+        parts.append(part_document(doc, text[:cut], len(parts) + 1))
+        text = text[cut:]
+    return parts
 
 
 def read_html(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
@@ -196,7 +281,6 @@ def record_to_document(record: dict[str, Any], options: ReaderOptions | None = N
 
 
 _FILE_READERS = {
-    **{s: read_text_file for s in TEXT_SUFFIXES},
     **{s: read_html for s in HTML_SUFFIXES},
     **{s: read_pdf for s in PDF_SUFFIXES},
 }
@@ -207,6 +291,9 @@ def read_path(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iter
     try:
         if suffix in JSONL_SUFFIXES:
             yield from read_jsonl(path, options, notices)
+            return
+        if suffix in TEXT_SUFFIXES:
+            yield from read_text_file(path, options, notices)
             return
         reader = _FILE_READERS.get(suffix)
         if reader is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import Config
 from ..memory.store import Document
+from .prepare import prepare_batch
 
 _STATE: dict[str, Any] = {}
 
@@ -37,8 +38,6 @@ def _init(config_json: str, graph: bool) -> None:
 
 
 def _prepare(docs: list[Document]) -> Any:
-    from .ingest import prepare_batch
-
     return prepare_batch(docs, _STATE["embedder"], _STATE["extractor"], _STATE["config"])
 
 
