@@ -171,7 +171,8 @@ def build(path: Path, pool: dict, n: int, config: Config | None = None, seed: in
 
     t_graph = time.perf_counter()
     with Memory(path) as mem:
-        mem._searcher.graph.matrix()  # built once and cached on disk, as a first reader would
+        with mem.lock:
+            mem._after_write()  # what a writer does when its write ends: the walk's matrix, BM25's word counts
         stats = mem.stats()
     graph_s = time.perf_counter() - t_graph
     info = {

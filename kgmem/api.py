@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -75,23 +76,33 @@ class Memory:
                 self.lock.release()
 
     # ------------------------------------------------------------------ lifecycle
-    def warm(self, background: bool = True) -> threading.Thread | None:
+    def warm(self, background: bool = True, llm: str | Backend | None = None) -> threading.Thread | dict[str, float]:
         """Load what the first question needs — the embedder, the graph walk's matrix,
-        BM25's word statistics — now (in a thread by default, e.g. while a prompt is
-        shown) instead of at the first question. Errors are left to that question."""
+        BM25's word statistics and, given `llm`, the answering backend — now instead of
+        at the first question: in a thread by default (e.g. while a prompt is shown; the
+        thread is returned), else here, returning the seconds each part took. Errors are
+        left to the first question, which reports them properly."""
 
-        def run() -> None:
-            try:
-                self.passages.embedder.embed(["warm up"])
-                if self._searcher.graph is not None:
-                    self._searcher.graph.matrix()
-                self.passages.sql.warm_word_stats()
-            except Exception as exc:  # noqa: BLE001 - the first question reports it properly
-                log.debug("warm-up stopped: %s", exc)
+        def run() -> dict[str, float]:
+            steps: list[tuple[str, Callable[[], object]]] = [("embedder", lambda: self.passages.embedder.embed(["warm"]))]
+            if self._searcher.graph is not None:
+                steps.append(("graph_matrix", self._searcher.graph.matrix))
+            steps.append(("word_stats", self.passages.sql.warm_word_stats))
+            if llm is not None:
+                steps.append(("llm", lambda: self.backend(llm)))
+            took: dict[str, float] = {}
+            for name, step in steps:
+                t0 = time.perf_counter()
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("warm-up stopped at %s: %s", name, exc)
+                    break
+                took[name] = round(time.perf_counter() - t0, 3)
+            return took
 
         if not background:
-            run()
-            return None
+            return run()
         thread = threading.Thread(target=run, name="kgmem-warm", daemon=True)
         thread.start()
         return thread
