@@ -84,7 +84,9 @@ class Memory:
         left to the first question, which reports them properly."""
 
         def run() -> dict[str, float]:
-            steps: list[tuple[str, Callable[[], object]]] = [("embedder", lambda: self.passages.embedder.embed(["warm"]))]
+            steps: list[tuple[str, Callable[[], object]]] = [
+                ("embedder", lambda: self.passages.embedder.embed(["warm"])),
+            ]
             if self._searcher.graph is not None:
                 steps.append(("graph_matrix", self._searcher.graph.matrix))
             steps.append(("word_stats", self.passages.sql.warm_word_stats))

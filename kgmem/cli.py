@@ -118,7 +118,7 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 @click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
 @click.option("--max-text-mb", type=click.IntRange(min=1), default=4096, show_default=True,
-              help="Largest text file to read (streamed in parts of 1M characters). HTML, PDF and "
+              help="Largest text file to read (streamed in parts of 500,000 characters). HTML, PDF and "
               "single JSONL records are read whole and refused over 64 MiB.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @_json_option

@@ -78,7 +78,7 @@ class Config:
     # A batch ends at this many documents or this many characters of text, whichever
     # comes first: memory follows the text in flight, not the number of documents.
     docs_per_batch: int = 256
-    batch_chars: int = 2_000_000
+    batch_chars: int = 500_000
     graph: bool = True
     # Save the FAISS file every this many ingest batches, so a crash loses little work.
     checkpoint_batches: int = 20

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 from ..memory.passages import PassageStore
 from ..memory.store import Document
 from .prepare import Prepared, prepare_batch
-from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents, split_document
+from .parts import split_document
+from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
 
 
 class GraphWriter(Protocol):

@@ -5,7 +5,6 @@ reason in one line, and the rest of the batch goes on.
 """
 from __future__ import annotations
 
-import codecs
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -15,6 +14,7 @@ from typing import Any
 
 from ..memory.passages import content_hash
 from ..memory.store import Document
+from .parts import NotText, part_document, stream_parts
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -36,7 +36,7 @@ class ReaderOptions:
     # A document longer than this many characters is stored as parts of at most this
     # size ("ID#1", "ID#2", … with meta part_of/part): memory stays bounded by the part,
     # not the document, and a changed part is the only one re-embedded.
-    part_chars: int = 1_000_000
+    part_chars: int = 500_000
 
 
 @dataclass
@@ -110,7 +110,8 @@ def read_text_file(path: Path, options: ReaderOptions, notices: list[Notice]) ->
         yield Document(id=str(path), title=(_markdown_title(text) if markdown else "") or path.stem, text=text,
                        source=str(path))
         return
-    parts = _stream_parts(path, options.part_chars, notices)
+    warn = lambda message: notices.append(Notice(str(path), message))  # noqa: E731
+    parts = _not_text_is_a_failure(stream_parts(path, options.part_chars, warn))
     first = next(parts, "")
     whole = Document(id=str(path), title=(_markdown_title(first) if markdown else "") or path.stem, text="",
                      source=str(path))
@@ -125,60 +126,11 @@ def read_text_file(path: Path, options: ReaderOptions, notices: list[Notice]) ->
         yield part_document(whole, text, n)
 
 
-def _stream_parts(path: Path, limit: int, notices: list[Notice], block: int = 1 << 20) -> Iterator[str]:
-    strict = codecs.getincrementaldecoder("utf-8-sig")()
-    lenient = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
-    buffer, offset = "", 0
-    with open(path, "rb") as fh:
-        while True:
-            data = fh.read(block)
-            if offset == 0 and b"\x00" in data[:8192]:
-                raise _ReadError("binary file (NUL bytes), not text")
-            if strict is not None:
-                try:
-                    strict.decode(data, final=not data)
-                except UnicodeDecodeError as exc:
-                    notices.append(Notice(str(path), f"invalid UTF-8 at byte {offset + exc.start}; "
-                                                     "undecodable bytes replaced"))
-                    strict = None
-            buffer += lenient.decode(data, final=not data)
-            offset += len(data)
-            while len(buffer) > limit:
-                cut = cut_point(buffer, limit)
-                yield buffer[:cut]
-                buffer = buffer[cut:]
-            if not data:
-                break
-    if buffer.strip():
-        yield buffer
-
-
-def cut_point(text: str, limit: int) -> int:
-    """Where to end a part of at most `limit` characters: after a paragraph, a line, a
-    sentence or a word, whichever comes last in the second half; else at the limit."""
-    for sep in ("\n\n", "\n", ". ", " "):
-        i = text.rfind(sep, limit // 2, limit)
-        if i > 0:
-            return i + len(sep)
-    return limit
-
-
-def part_document(whole: Document, text: str, n: int) -> Document:
-    """Part n (from 1) of a long document: its own id, the whole's title and source."""
-    return Document(id=f"{whole.id}#{n}", title=f"{whole.title} (part {n})" if whole.title else "", text=text,
-                    source=whole.source, meta={**whole.meta, "part_of": whole.id, "part": n})
-
-
-def split_document(doc: Document, limit: int) -> list[Document]:
-    """A finalized document longer than `limit` characters as its parts; else itself."""
-    if len(doc.text) <= limit:
-        return [doc]
-    parts, text = [], doc.text
-    while text:
-        cut = cut_point(text, limit) if len(text) > limit else len(text)
-        parts.append(part_document(doc, text[:cut], len(parts) + 1))
-        text = text[cut:]
-    return parts
+def _not_text_is_a_failure(parts: Iterator[str]) -> Iterator[str]:
+    try:
+        yield from parts
+    except NotText as exc:
+        raise _ReadError(str(exc)) from exc
 
 
 def read_html(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
