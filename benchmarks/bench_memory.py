@@ -113,6 +113,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0, help="Ingest time per case (then stop after the batch).")
     ap.add_argument("--out", help="Write the JSON result here.")
+    ap.add_argument("--cases", help="Comma-separated subset of: baseline, 8mib, 8mib-unbounded, text-100mb, jsonl-1gb.")
     args = ap.parse_args()
     docs = passages()
     work = Path(tempfile.mkdtemp(prefix="kgmem-mem-"))
@@ -138,6 +139,8 @@ def main() -> int:
         "text-100mb": ("big-100mb.txt", {}),
         "jsonl-1gb": ("big-1gb.jsonl", {}),
     }
+    if args.cases:
+        cases = {k: v for k, v in cases.items() if k in set(args.cases.split(",")) | {"baseline"}}
     results = {}
     for case, (name, extra) in cases.items():
         spec = {"input": str(work / name), "store": str(work / f"store-{case}"), "seconds": args.seconds, **extra}

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from ..memory.passages import PassageStore
 from ..memory.store import Document
-from .prepare import Prepared, prepare_batch
+from .prepare import Prepared, prepare_batch, release_memory
 from .parts import split_document
 from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
 
@@ -180,6 +180,8 @@ def ingest(
                     extractor = graph.extractor if graph is not None else None
                     prep = prepare_batch(work.todo, passages.embedder, extractor, cfg)
                     _write_batch(passages, graph, work, prep, report)
+                    del prep
+                    release_memory()
                 progress()
                 if n % cfg.checkpoint_batches == 0:
                     passages.save_vectors()
@@ -284,6 +286,7 @@ def _run_parallel(
         nonlocal written
         work, handle = in_flight.popleft()
         _write_batch(passages, graph, work, handle.get(), report)
+        release_memory()
         flying_ids.difference_update(d.id for d in work.todo)
         written += 1
         progress()

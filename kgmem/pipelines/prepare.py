@@ -5,6 +5,8 @@ processes): neither imports the other for it.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,3 +30,23 @@ def prepare_batch(docs: list[Document], embedder: Any, extractor: Any, config: A
     vectors = embedder.embed([embedding_text(t, x) for t, x in pairs])
     facts = extractor.extract([x for _, x in pairs]) if extractor is not None else None
     return Prepared(chunks, vectors, facts)
+
+
+def _libc_trim() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system after a batch. Without it glibc keeps
+    what torch, the tokenizer and spaCy freed: measured on a long JSONL ingest, resident
+    memory grew ~100 KB per document (806 -> 1,144 MB over 2,400 documents) and stayed
+    flat at ~585 MB with it (README "Speed")."""
+    if _TRIM is not None:
+        _TRIM(0)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import Config
 from ..memory.store import Document
-from .prepare import prepare_batch
+from .prepare import prepare_batch, release_memory
 
 _STATE: dict[str, Any] = {}
 
@@ -38,7 +38,10 @@ def _init(config_json: str, graph: bool) -> None:
 
 
 def _prepare(docs: list[Document]) -> Any:
-    return prepare_batch(docs, _STATE["embedder"], _STATE["extractor"], _STATE["config"])
+    try:
+        return prepare_batch(docs, _STATE["embedder"], _STATE["extractor"], _STATE["config"])
+    finally:
+        release_memory()
 
 
 class WorkerPool:
