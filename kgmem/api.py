@@ -15,7 +15,7 @@ from .graph.knowledge import KnowledgeGraph
 from .memory.lock import WriterLock
 from .memory.passages import PassageStore
 from .memory.store import Document
-from .pipelines.ingest import IngestReport, Progress, ingest
+from .pipelines.ingest import IngestReport, Progress, ingest, remove_documents
 from .pipelines.llm import Backend, make_backend, resolve
 from .pipelines.query import Answer, OnToken, Prepared, answer, prepare
 from .pipelines.readers import ReaderOptions
@@ -174,11 +174,15 @@ class Memory:
             paths = [paths]
         return self.ingest([Path(p) for p in paths], options=options, on_progress=on_progress)
 
-    def _refresh_for_write(self) -> None:
-        """Under the writer lock: take in what other processes committed (their vectors,
-        their graph changes) before writing on top of it, then repair a torn write."""
+    def _reload(self) -> None:
+        """Take in what other processes committed: their vector file, their graph changes."""
         self.passages.refresh()
         self.graph.refresh()
+
+    def _refresh_for_write(self) -> None:
+        """Under the writer lock: take in what other processes committed before writing on
+        top of it, then repair a torn write."""
+        self._reload()
         if self.passages.needs_reconcile():
             self.passages.reconcile()
 
@@ -202,12 +206,7 @@ class Memory:
         self.passages.sql.require_writable()
         with self.lock:
             self._refresh_for_write()
-            try:
-                removed = self.passages.delete(ids, before=self.graph.forget_documents)
-            except BaseException:
-                self.graph.reset_view()
-                raise
-            self.graph.commit_view()
+            removed = remove_documents(self.passages, self.graph, ids)
             self.passages.save_vectors()
             self._after_write()
         return len(removed)
@@ -323,8 +322,7 @@ class Memory:
         fts = sql.check_fts()
         with sql.snapshot():
             generation = sql.generation
-            self.passages.refresh()
-            self.graph.refresh()
+            self._reload()
             saved = self.passages.vectors.generation
             in_step = saved == generation
             writing = not in_step and self.lock.busy_elsewhere()
@@ -343,8 +341,7 @@ class Memory:
 
         self.passages.sql.require_writable()
         with self.lock:
-            self.passages.refresh()
-            self.graph.refresh()
+            self._reload()
             self.passages.sql.rebuild_fts()
             done = self.passages.reconcile()
             done.update(self.graph.store.repair())

@@ -12,7 +12,6 @@ from ..errors import KgmemError
 from .offline import offline
 
 
-
 class Embedder(Protocol):
     name: str
     dim: int

@@ -21,6 +21,11 @@ META_KEY = "bm25_df"  # {"size": largest chunk id counted, "df": {term: chunks}}
 TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 
+def _largest_id(conn: sqlite3.Connection) -> int:
+    """The store's size for the frequencies' purposes: chunk ids are never reused."""
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
+
+
 class PostingsBudget:
     def __init__(self, budget: int = 20_000, min_df: int = 500, refresh_growth: float = 0.1):
         self.budget = budget
@@ -43,7 +48,7 @@ class PostingsBudget:
         return known < 0 or abs(size - known) > self.refresh_growth * max(known, 1)
 
     def _frequencies(self, conn: sqlite3.Connection) -> dict[str, int]:
-        size = int(conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
+        size = _largest_id(conn)
         if size * self.min_df == 0 or size < self.budget // 10:
             return {}  # a small store: every query fits
         if self._stale(size, self._size):
@@ -74,7 +79,7 @@ class PostingsBudget:
         the store when they moved by more than `refresh_growth` (readers load them at no cost)."""
         with self._lock:
             self._prepare(conn)
-            size = int(conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
+            size = _largest_id(conn)
             if size < self.budget // 10:
                 return False
             saved = self._saved(conn)

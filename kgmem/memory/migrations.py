@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 
 import sqlite_utils
-from dataclasses import dataclass
 
 from ..errors import SchemaVersionError
 
@@ -59,20 +59,10 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration]) -> l
         {"component": str, "name": str, "applied_at": float}, pk=("component", "name"),
         not_null={"component", "name", "applied_at"}, if_not_exists=True,
     )
-    if not migrations:
-        return []
-    component = migrations[0].component
-    done = {r[0] for r in conn.execute("SELECT name FROM migrations WHERE component = ?", (component,))}
-    known = {m.name for m in migrations}
-    unknown = sorted(done - known)
-    if unknown:
-        raise SchemaVersionError(
-            f"this store was written by a newer kgmem ({component} schema has {', '.join(unknown)}); "
-            "upgrade kgmem to open it"
-        )
+    todo = set(pending(conn, migrations))
     applied = []
     for m in migrations:
-        if m.name in done:
+        if m.name not in todo:
             continue
         for stmt in _statements(m.sql):
             conn.execute(stmt)

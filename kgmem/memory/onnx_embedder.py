@@ -25,8 +25,6 @@ from .embedder import SentenceTransformerEmbedder, model_path, token_offsets
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-
-
 def _export_int8(st_embedder: SentenceTransformerEmbedder, target: Path) -> None:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic

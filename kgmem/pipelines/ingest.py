@@ -125,20 +125,26 @@ def _batches(
         yield batch
 
 
-def _drop_stale_parts(passages: PassageStore, graph: GraphWriter | None, parts: Parts) -> int:
-    """Parts of an older, longer version (or the whole old version of a document now in
-    parts, or the parts of one now whole) are deleted."""
-    stale = passages.sql.stale_parts(parts.parted, parts.whole)
-    if not stale:
-        return 0
+def remove_documents(passages: PassageStore, graph: GraphWriter | None, doc_ids: list[str]) -> list[int]:
+    """Delete documents with their chunks, vectors and graph facts in one transaction; the
+    graph view follows the commit (or is rebuilt if it rolled back). Returns chunk ids."""
     try:
-        passages.delete(stale, before=graph.forget_documents if graph is not None else None)
+        removed = passages.delete(doc_ids, before=graph.forget_documents if graph is not None else None)
     except BaseException:
         if graph is not None:
             graph.reset_view()
         raise
     if graph is not None:
         graph.commit_view()
+    return removed
+
+
+def _drop_stale_parts(passages: PassageStore, graph: GraphWriter | None, parts: Parts) -> int:
+    """Parts of an older, longer version (or the whole old version of a document now in
+    parts, or the parts of one now whole) are deleted."""
+    stale = passages.sql.stale_parts(parts.parted, parts.whole)
+    if stale:
+        remove_documents(passages, graph, stale)
     return len(stale)
 
 

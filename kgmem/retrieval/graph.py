@@ -225,27 +225,26 @@ class GraphRetriever:
         return self.sql.directory / MATRIX_NAME
 
     def matrix(self) -> _Matrix:
+        """The matrix to walk: of the current generation, except while a write is under
+        way, when the one held (or the last one saved) serves until the writer's is saved."""
+        return self._current(stale_ok=True)
+
+    def refresh_matrix(self) -> None:
+        """Build and save the matrix of the store as it is now (the writer, after a write)."""
+        self._current(stale_ok=False)
+
+    def _current(self, stale_ok: bool) -> _Matrix:
         gen = self.graph.store.generation
         with self._lock:
             if self._matrix is not None and self._generation == gen:
                 return self._matrix
-            if self._matrix is not None and self.writing():
+            stale = stale_ok and self.writing()
+            if stale and self._matrix is not None:
                 return self._matrix  # a write is under way: its last batch is not the last word
             # Another process (the writer, when it finished) may have saved this generation's.
-            found = _Matrix.load(self.cache_path, None if self.writing() else gen)
-            if found is None:
-                found = self._build(gen), gen
-            self._matrix, self._generation = found
-            return self._matrix
-
-    def refresh_matrix(self) -> None:
-        """Build and save the matrix of the store as it is now (the writer, after a write)."""
-        gen = self.graph.store.generation
-        with self._lock:
-            if self._matrix is not None and self._generation == gen:
-                return
-            found = _Matrix.load(self.cache_path, gen)
+            found = _Matrix.load(self.cache_path, None if stale else gen)
             self._matrix, self._generation = found if found is not None else (self._build(gen), gen)
+            return self._matrix
 
     def _build(self, gen: int) -> _Matrix:
         matrix = _Matrix.build(self.sql, self.settings.relation_weight)
