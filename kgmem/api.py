@@ -245,17 +245,20 @@ class Memory:
         mode: str = "auto",
         on_token: OnToken | None = None,
         on_context: Callable[[Prepared], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Answer:
         """Answer from memory: retrieve passages and graph facts, pack them into the
         model's window (or `budget` tokens), and let the model write a short answer
         ("G. Stanley Hall [2]"), cited to the sentence it stands in. `on_token` gets the
-        answer as it streams; `on_context` the packed context before the model reads it."""
+        answer as it streams; `on_context` the packed context before the model reads it;
+        `cancel`, once set (by another thread), stops the model at its next token and
+        raises `Cancelled`."""
         backend = self.backend(llm)
         prepared = self.context(question, k=k, budget=budget, llm=backend, mode=mode)
         if on_context is not None:
             on_context(prepared)
         return answer(prepared, backend, prepared.question or question,
-                      answer_tokens=self.config.answer_tokens, on_token=on_token)
+                      answer_tokens=self.config.answer_tokens, on_token=on_token, cancel=cancel)
 
     def context(
         self, question: str, k: int | None = None, budget: int | None = None, llm: str | Backend | None = None,

@@ -32,3 +32,8 @@ class CorruptStoreError(KgmemError):
 
 class ReadOnlyStoreError(KgmemError):
     """A change was asked of a store opened read-only (or on read-only media)."""
+
+
+class Cancelled(KgmemError):
+    """The caller stopped waiting (a client that disconnected mid-answer); raised from a
+    streaming callback, it stops the model at its next token."""

@@ -57,6 +57,10 @@ class Entity:
     aliases: list[str]
     mentions: list[Citation]
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "key": self.key, "aliases": self.aliases,
+                "mentions": [c.__dict__ for c in self.mentions]}
+
 
 class KnowledgeGraph:
     def __init__(

@@ -49,6 +49,7 @@ class IngestReport:
     skipped: list[str] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
     stale_parts: int = 0  # parts of an older version of a long document, deleted
+    ids: list[str] = field(default_factory=list)  # the documents stored or found unchanged, in order
 
     @property
     def ok(self) -> bool:
@@ -66,6 +67,7 @@ class IngestReport:
             "skipped": self.skipped,
             "notices": [{"item": i, "message": m} for i, m in self.notices],
             "stale_parts": self.stale_parts,
+            "ids": self.ids,
         }
 
 
@@ -225,6 +227,9 @@ def _classify(passages: PassageStore, graph: GraphWriter | None, batch: list[Doc
     replacing: list[str] = []
     unchanged: list[str] = []
     for doc in unique.values():
+        whole = doc.meta.get("part_of") or doc.id  # a long document's parts count once
+        if doc.text.strip() and (not report.ids or report.ids[-1] != whole):
+            report.ids.append(whole)
         if known.get(doc.id) == doc.hash:
             report.unchanged += 1
             unchanged.append(doc.id)

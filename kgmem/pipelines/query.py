@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -201,11 +202,15 @@ def prepare(
 
 
 def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: int = 256,
-           on_token: OnToken | None = None) -> Answer:
-    """Generate from a prepared context: a short answer, cited to its supporting sentence."""
+           on_token: OnToken | None = None, cancel: threading.Event | None = None) -> Answer:
+    """Generate from a prepared context: a short answer, cited to its supporting sentence.
+    `cancel`, once set, stops the model at its next token (`Cancelled` is raised)."""
     context, timings = prep.context, prep.timings
     t0 = time.perf_counter()
-    reply = backend.answer(question, context, answer_tokens, on_token)
+    if cancel is None:  # (backends written before `cancel` existed still work)
+        reply = backend.answer(question, context, answer_tokens, on_token)
+    else:
+        reply = backend.answer(question, context, answer_tokens, on_token, cancel=cancel)
     timings["generate"] = time.perf_counter() - t0
     citations = cite(reply, context, question)
     text = reply.answer + (" " + "".join(f"[{c.n}]" for c in citations) if citations else "")

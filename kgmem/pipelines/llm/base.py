@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ...errors import KgmemError
+from ...errors import Cancelled, KgmemError
 from ...retrieval.packer import PackedContext
 
 OnToken = Callable[[str], None]
@@ -78,7 +79,9 @@ class Backend(Protocol):
     def render(self, system: str, user: str) -> str: ...
 
     def answer(self, question: str, context: PackedContext, max_tokens: int,
-               on_token: OnToken | None = None) -> Reply: ...
+               on_token: OnToken | None = None, cancel: threading.Event | None = None) -> Reply:
+        """`cancel`, once set, stops the model at its next token (raising `Cancelled`)."""
+        ...
 
 
 @dataclass
@@ -215,12 +218,15 @@ class ChatBackend:
         raise NotImplementedError
 
     def answer(self, question: str, context: PackedContext, max_tokens: int,
-               on_token: OnToken | None = None) -> Reply:
+               on_token: OnToken | None = None, cancel: threading.Event | None = None) -> Reply:
         stream = AnswerStream(on_token) if on_token else None
+        on_delta = stream.feed if stream else None
+        if cancel is not None:  # checked at every piece the model writes, not only the answer's
+            on_delta = _cancellable(on_delta, cancel)
         t0 = time.perf_counter()
         result = self.chat(
             [{"role": "system", "content": context.system}, {"role": "user", "content": context.user}],
-            max_tokens, self.schema, stream.feed if stream else None,
+            max_tokens, self.schema, on_delta,
         )
         text = result.text if self.schema is not None else result.text.strip().split("\n")[0]
         answer, sources, found = parse_reply(text)
@@ -230,3 +236,16 @@ class ChatBackend:
         return Reply(answer, sources, found, raw=result.text, prompt_tokens=result.prompt_tokens,
                      cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens,
                      first_token=first)
+
+
+def _cancellable(on_delta: OnToken | None, cancel: threading.Event) -> OnToken:
+    if cancel.is_set():
+        raise Cancelled("the answer was stopped before it began")
+
+    def delta(piece: str) -> None:
+        if cancel.is_set():
+            raise Cancelled("the answer was stopped: its caller left")
+        if on_delta is not None:
+            on_delta(piece)
+
+    return delta

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import Cancelled
 from ...memory.chunker import sentence_spans
 from ...retrieval.packer import PackedContext
 from .base import NOT_FOUND, OnToken, Reply
@@ -129,7 +131,9 @@ class ExtractiveBackend:
 
     # ------------------------------------------------------------------ answer
     def answer(self, question: str, context: PackedContext, max_tokens: int,
-               on_token: OnToken | None = None) -> Reply:
+               on_token: OnToken | None = None, cancel: threading.Event | None = None) -> Reply:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the answer was stopped before it began")
         reply = self.read(question, context)
         if on_token:
             on_token(reply.answer)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ...errors import Cancelled
 from ...memory.offline import offline
 from .base import ChatBackend, ChatResult, LLMError, OnToken
 from .models import DEFAULT_MODEL, INSTALL_HINT, MODELS, cache_dir, model_file
@@ -118,6 +119,7 @@ class LlamaBackend(ChatBackend):
         cancel = threading.Event()
         done = threading.Event()
         errors: list[str] = []
+        stopped: list[bool] = []
         t0 = time.perf_counter()
 
         def on_chunk(chunk: Any) -> bool:
@@ -135,6 +137,9 @@ class LlamaBackend(ChatBackend):
                         if on_delta is not None:
                             try:
                                 on_delta(piece)
+                            except Cancelled:  # the caller left: stop here, and say so
+                                stopped.append(True)
+                                return True
                             except Exception as exc:  # a caller's printer failing must not hang the model
                                 errors.append(f"streaming callback failed: {exc}")
                                 return True
@@ -161,6 +166,8 @@ class LlamaBackend(ChatBackend):
         except KeyboardInterrupt:
             cancel.set()  # generation stops at its next token; the caller gets the interrupt now
             raise
+        if stopped:
+            raise Cancelled("the answer was stopped: its caller left")
         if errors:
             raise LLMError(f"llama.cpp failed: {errors[0]}")
         timings, usage = stats.get("timings") or {}, stats.get("usage") or {}
