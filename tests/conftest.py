@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,71 @@ def store_and_writer(tmp_path: Path, records: list[dict], first: int, env: dict)
     writer = subprocess.Popen([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store), "--quiet"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     return store, writer
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A real `kgmem serve` process on a loopback port, with a token."""
+
+    def __init__(self, store: Path, llm: str, token: str = "test-token-123", max_request_mb: int = 1):
+        import httpx
+
+        self.store, self.llm, self.token = store, llm, token
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        self.log = open(store.parent / "serve.log", "w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kgmem", "serve", "--store", str(store), "--port", self.url.rsplit(":", 1)[1],
+             "--token", token, "--llm", llm, "--max-request-mb", str(max_request_mb)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        deadline = time.time() + 180
+        while True:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if self.client.get("/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline, "kgmem serve did not start: " + self.output()
+            time.sleep(0.3)
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+SMALL_LLM = "llama:smollm2-135m"
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, embedder, extractor, wiki_records):
+    """`kgmem serve` on a store of the shipped passages, answering with SmolLM2-135M
+    (the no-LLM reader where it is not installed)."""
+    from kgmem import Memory
+    from kgmem.pipelines.llm import models
+
+    store = tmp_path_factory.mktemp("served") / "store"
+    with Memory(store, embedder=embedder, extractor=extractor) as mem:
+        mem.ingest(wiki_records[:120])
+    llm = SMALL_LLM if models.installed("smollm2-135m") else "extractive"
+    server = Served(store, llm)
+    yield server
+    server.close()

@@ -1,0 +1,244 @@
+"""`kgmem serve`: the HTTP API (FastAPI) and the web page, thin over `Service`.
+
+The contract (see README "HTTP API" and /docs): POST /ingest, GET /search, POST /ask
+(server-sent events when the client accepts text/event-stream), GET/DELETE
+/documents, GET /graph/..., GET /stats, GET /health. Errors are JSON {"detail": ...}:
+404 for an unknown document or entity, 413 over the size limit, 422 for a request
+that is wrong (naming the field), 401 without the token, 503 when the writer queue is
+full, 409 for a change asked of a read-only store.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from ..errors import Cancelled, CorruptStoreError, KgmemError, NotFoundError, ReadOnlyStoreError, StoreLockedError
+from ..pipelines.llm import LLMError
+from .guard import Guard
+from .schemas import (
+    AskIn,
+    AskOut,
+    DeletedOut,
+    DocumentOut,
+    DocumentsOut,
+    EntityOut,
+    HealthOut,
+    IngestIn,
+    IngestOut,
+    NeighborsOut,
+    PathOut,
+    SearchOut,
+    StatsOut,
+)
+from .service import BadRequest, BusyError, Service
+
+log = logging.getLogger("kgmem")
+MODES = ("auto", "dense", "lexical", "hybrid", "graph")
+
+
+def _status(exc: Exception) -> int:
+    for kind, code in ((NotFoundError, 404), (BadRequest, 422), (BusyError, 503), (StoreLockedError, 503),
+                       (ReadOnlyStoreError, 409), (LLMError, 502), (CorruptStoreError, 500), (ValueError, 422)):
+        if isinstance(exc, kind):
+            return code
+    return 500
+
+
+def _doc(doc: Any) -> dict[str, Any]:
+    return {"id": doc.id, "title": doc.title, "text": doc.text, "source": doc.source, "meta": doc.meta}
+
+
+def create_app(service: Service, *, token: str | None = None, max_request_bytes: int = 64 << 20) -> FastAPI:
+    """The ASGI app. `token`: required on every request (header `Authorization: Bearer
+    T`, or the cookie the web page gets from `/?token=T`)."""
+    app = FastAPI(
+        title="kgmem", version="1",
+        description="Long-term memory: passages (SQLite + FAISS) and a knowledge graph, searched and asked.",
+        max_body_size=max_request_bytes,
+    )
+    static = resources.files("kgmem.serve") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    # the graph view and Cytoscape.js, the same files `kgmem export graph.html` inlines
+    app.mount("/vendor", StaticFiles(directory=str(resources.files("kgmem.graph") / "assets")), name="vendor")
+
+    @app.exception_handler(KgmemError)
+    @app.exception_handler(ValueError)
+    async def kgmem_error(request: Request, exc: Exception) -> JSONResponse:
+        code = _status(exc)
+        headers = {"Retry-After": "2"} if code == 503 else None
+        if code == 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _explain(exc.errors())}, status_code=422)
+
+    # ------------------------------------------------------------------ reading
+    @app.get("/health", response_model=HealthOut, tags=["service"])
+    def health() -> dict[str, Any]:
+        return service.health()
+
+    @app.get("/stats", response_model=StatsOut, tags=["service"])
+    def stats() -> dict[str, Any]:
+        return service.stats()
+
+    @app.get("/search", response_model=SearchOut, tags=["memory"])
+    def search(q: str = Query(min_length=1, max_length=4000), k: int = Query(10, ge=1, le=200),
+               mode: str = Query("auto", pattern="^(" + "|".join(MODES) + ")$")) -> dict[str, Any]:
+        """Passages ranked for `q`, each with its document id and character span."""
+        return {"hits": [h.as_dict() for h in service.search(q, k=k, mode=mode)]}
+
+    @app.post("/ask", response_model=AskOut, tags=["memory"],
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "JSON; or, for Accept: text/event-stream, events `token` "
+                                              "({text}) as the answer streams, then `answer` (the JSON)"}})
+    async def ask(body: AskIn, request: Request) -> Any:
+        """Answer from memory, with citations to document spans."""
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return _stream_answer(service, body)
+        ans = await asyncio.to_thread(service.ask, body.question, k=body.k, budget=body.budget, mode=body.mode)
+        return JSONResponse(ans.as_dict())
+
+    @app.get("/documents", response_model=DocumentsOut, tags=["documents"])
+    def documents(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000),
+                  prefix: str = "") -> dict[str, Any]:
+        return service.documents(offset=offset, limit=limit, prefix=prefix)
+
+    @app.get("/documents/{doc_id:path}", response_model=DocumentOut, tags=["documents"])
+    def document(doc_id: str) -> dict[str, Any]:
+        return _doc(service.get(doc_id))
+
+    @app.get("/graph/entities/{name:path}", response_model=EntityOut, tags=["graph"])
+    def entity(name: str) -> dict[str, Any]:
+        return service.entity(name)
+
+    @app.get("/graph/neighbors", response_model=NeighborsOut, tags=["graph"])
+    def neighbors(entity: str = Query(min_length=1), hops: int = Query(1, ge=1, le=3),
+                  limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        return service.neighbors(entity, hops=hops, limit=limit)
+
+    @app.get("/graph/path", response_model=PathOut, tags=["graph"])
+    def path(source: str = Query(min_length=1), target: str = Query(min_length=1)) -> dict[str, Any]:
+        return service.path(source, target)
+
+    # ------------------------------------------------------------------ writing
+    @app.post("/ingest", response_model=IngestOut, tags=["documents"], openapi_extra={"requestBody": {
+        "required": True, "content": {
+            "application/json": {"schema": IngestIn.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "id": {"type": "string"}}}}}}})
+    async def ingest(request: Request) -> Any:
+        """Add documents: JSON `{"records": [{"id", "title", "text"}]}` or `{"texts": [...]}`,
+        or a multipart upload of files (`file`, repeatable; `id` for a single file)."""
+        kind = request.headers.get("content-type", "")
+        if kind.startswith("multipart/form-data"):
+            form = await request.form(max_files=100, max_part_size=max_request_bytes)
+            files = [f for f in form.getlist("file") if hasattr(f, "read")]
+            if not files:
+                raise BadRequest("file: no file in the upload")
+            given = form.get("id")
+            if given and len(files) > 1:
+                raise BadRequest("id: give an id with one file only")
+            reports = []
+            for f in files:
+                data = await f.read()
+                reports.append(await asyncio.to_thread(service.ingest_file, f.filename, data,
+                                                       str(given) if given else None, f.content_type))
+            return _merge(reports)
+        try:
+            body = IngestIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"detail": _explain(exc.errors(), "body")}, status_code=422)
+        if body.records is not None:
+            recs = [r.model_dump() for r in body.records]
+            report = await asyncio.to_thread(service.ingest_records, recs)
+        else:
+            report = await asyncio.to_thread(service.ingest_texts, body.texts or [], body.title)
+        return report.as_dict()
+
+    @app.delete("/documents/{doc_id:path}", response_model=DeletedOut, tags=["documents"])
+    def delete(doc_id: str) -> dict[str, Any]:
+        return {"deleted": doc_id, "chunks": service.delete(doc_id)}
+
+    # ------------------------------------------------------------------ the page
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        return FileResponse(str(static / "index.html"), media_type="text/html")
+
+    return Guard(app, token=token) if token else app  # type: ignore[return-value]
+
+
+def _explain(errors: Any, prefix: str | None = None) -> list[dict[str, Any]]:
+    """Validation errors as [{"field": "records.0.text", "message": ...}]: the field that is wrong."""
+    out = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
+        out.append({"field": ".".join(loc) or (prefix or "body"), "message": e.get("msg", "invalid")})
+    return out
+
+
+def _merge(reports: list[Any]) -> dict[str, Any]:
+    merged = reports[0].as_dict()
+    for r in reports[1:]:
+        d = r.as_dict()
+        for key in ("added", "unchanged", "replaced", "chunks", "words", "stale_parts"):
+            merged[key] += d[key]
+        for key in ("failed", "skipped", "notices", "ids"):
+            merged[key] += d[key]
+        merged["seconds"] = round(merged["seconds"] + d["seconds"], 3)
+    return merged
+
+
+def _stream_answer(service: Service, body: AskIn) -> StreamingResponse:
+    """Server-sent events: `token` as the answer streams, then `answer` (or `error`).
+    A client that leaves stops the model at its next token (a keep-alive comment every
+    second finds out even before the first token)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str | None, Any]] = asyncio.Queue()
+    cancelled = threading.Event()
+
+    def push(kind: str | None, data: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
+
+    def work() -> None:
+        try:
+            ans = service.ask(body.question, k=body.k, budget=body.budget, mode=body.mode,
+                              on_token=lambda t: push("token", {"text": t}), cancelled=cancelled)
+            push("answer", ans.as_dict())
+        except Cancelled:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported to the client as an event
+            push("error", {"detail": str(exc), "status": _status(exc)})
+        finally:
+            push(None, None)
+
+    threading.Thread(target=work, name="kgmem-ask", daemon=True).start()
+
+    async def events() -> Any:
+        try:
+            while True:
+                try:
+                    kind, data = await asyncio.wait_for(queue.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if kind is None:
+                    return
+                yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+        finally:
+            cancelled.set()  # the client left (or all was sent): free the model
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

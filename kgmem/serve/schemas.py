@@ -1,0 +1,163 @@
+"""The HTTP API's contract and the MCP tools' typed results, as pydantic models.
+
+Other programs code against these shapes: fields are only ever added, never renamed
+or removed. Each model allows extra fields, so a response may carry more than its
+model names (e.g. a hit's per-retriever ranks)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_OPEN = ConfigDict(extra="allow")
+
+
+class HitOut(BaseModel):
+    model_config = _OPEN
+    doc_id: str
+    title: str
+    text: str = Field(description="the passage")
+    start: int = Field(description="where the passage starts in its document (characters)")
+    end: int
+    score: float
+    chunk_id: int
+
+
+class SearchOut(BaseModel):
+    model_config = _OPEN
+    hits: list[HitOut]
+
+
+class CitationOut(BaseModel):
+    model_config = _OPEN
+    n: int = Field(description="the [n] marker in the answer")
+    doc_id: str
+    start: int = Field(description="the cited span in the document's text (characters)")
+    end: int
+    quote: str = Field(description="document.text[start:end]")
+    title: str = ""
+
+
+class AskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=4000)
+    k: int | None = Field(default=None, ge=1, le=100, description="passages to retrieve")
+    budget: int | None = Field(default=None, ge=128, le=131072, description="context tokens (default: the model's)")
+    mode: str = "auto"
+
+
+class AskOut(BaseModel):
+    model_config = _OPEN
+    question: str
+    answer: str = Field(description='the short answer with its citation markers, e.g. "G. Stanley Hall [2]"')
+    short: str = Field(description="the answer without markers")
+    found: bool = Field(description="false: memory does not hold the answer")
+    citations: list[CitationOut]
+    passages: list[HitOut] = []
+    backend: str = ""
+
+
+class RecordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(default=None, max_length=1000, description="default: a hash of title and text")
+    title: str = ""
+    text: str
+    source: str = ""
+    meta: dict[str, Any] = {}
+
+
+class IngestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[RecordIn] | None = None
+    texts: list[str] | None = None
+    title: str = Field(default="", description="the title given to each of `texts`")
+
+    @model_validator(mode="after")
+    def one_kind(self) -> "IngestIn":
+        if (self.records is None) == (self.texts is None):
+            raise ValueError("send either records or texts")
+        return self
+
+
+class FailedOut(BaseModel):
+    item: str
+    reason: str
+
+
+class IngestOut(BaseModel):
+    model_config = _OPEN
+    added: int
+    unchanged: int
+    replaced: int
+    chunks: int
+    failed: list[FailedOut]
+    ids: list[str] = Field(description="the documents stored (or found unchanged), in order")
+
+
+class DocumentOut(BaseModel):
+    model_config = _OPEN
+    id: str
+    title: str
+    text: str
+    source: str = ""
+    meta: dict[str, Any] = {}
+
+
+class DocumentsOut(BaseModel):
+    model_config = _OPEN
+    documents: list[dict[str, Any]]
+    offset: int
+    limit: int
+    total: int
+
+
+class DeletedOut(BaseModel):
+    deleted: str
+    chunks: int
+
+
+class FactOut(BaseModel):
+    model_config = _OPEN
+    subject: str
+    predicate: str
+    object: str
+    kind: str
+    citations: list[dict[str, Any]]
+
+
+class EntityOut(BaseModel):
+    model_config = _OPEN
+    name: str
+    label: str
+    aliases: list[str]
+    mentions: list[dict[str, Any]]
+
+
+class NeighborsOut(BaseModel):
+    model_config = _OPEN
+    entity: str
+    label: str
+    hops: int
+    facts: list[FactOut]
+
+
+class PathOut(BaseModel):
+    model_config = _OPEN
+    source: str
+    target: str
+    found: bool
+    facts: list[FactOut]
+
+
+class StatsOut(BaseModel):
+    model_config = _OPEN
+    documents: int
+    chunks: int
+    vectors: int
+
+
+class HealthOut(BaseModel):
+    model_config = _OPEN
+    ok: bool
+    generation: int
+    read_only: bool
