@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from .config import PROFILES, Config
-from .render import ProgressLine
+from .render import ProgressLine, report_text
 
 DEFAULT_STORE = "kgmem-store"
 MODES = ["auto", "dense", "lexical", "hybrid", "graph"]
@@ -160,10 +160,7 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
     if as_json:
         _emit(report.as_dict())
     else:
-        rate = report.words / report.seconds if report.seconds else 0
-        click.echo(f"added {report.added}, unchanged {report.unchanged}, replaced {report.replaced}, "
-                   f"failed {len(report.failed)} — {report.chunks} chunks, {report.words:,} words "
-                   f"in {report.seconds:.1f}s ({rate:,.0f} words/s)")
+        click.echo(report_text(report))
         for item, reason in report.failed:
             click.echo(f"failed: {item}: {reason}", err=True)
         for item, message in report.notices:

@@ -91,34 +91,65 @@ def stats_text(stats: dict[str, Any]) -> str:
     return "\n".join(f"{k:<16} {v}" for k, v in stats.items())
 
 
-class ProgressLine:
-    """One status line on stderr: documents (of total, with ETA), chunks, words/s."""
+def report_text(report: Any) -> str:
+    """An ingest report in one line."""
+    rate = report.words / report.seconds if report.seconds else 0
+    return (f"added {report.added}, unchanged {report.unchanged}, replaced {report.replaced}, "
+            f"failed {len(report.failed)} — {report.chunks} chunks, {report.words:,} words "
+            f"in {report.seconds:.1f}s ({rate:,.0f} words/s)")
 
-    def __init__(self, total: int | None, enabled: bool):
+
+class ProgressLine:
+    """Ingest progress on stderr, drawn by rich on a terminal: a bar with documents done
+    of the total (when known), chunks, words per second, elapsed time and ETA. Not on a
+    terminal (a log, CI), one plain line every 5 seconds instead."""
+
+    def __init__(self, total: int | None, enabled: bool, console: Any = None):
+        from rich.console import Console
+
         self.total = total
         self.enabled = enabled
-        self.tty = sys.stderr.isatty()
+        self.console = console or Console(stderr=True)
+        self.tty = self.console.is_terminal
         self.last = 0.0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def _start(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("docs"),
+            TextColumn("{task.fields[chunks]:,} chunks  {task.fields[rate]:,.0f} words/s"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, transient=False,
+        )
+        self._task = self._bar.add_task("ingest", total=self.total, chunks=0, rate=0.0)
+        self._bar.start()
 
     def __call__(self, p: Any) -> None:
         if not self.enabled:
             return
+        done = p.documents + len(p.report.failed)
+        rate = p.words / p.seconds if p.seconds else 0.0
+        if self.tty:
+            if self._bar is None:
+                self._start()
+            total = max(self.total, done) if self.total else None
+            self._bar.update(self._task, completed=done, total=total, chunks=p.chunks, rate=rate)
+            return
         now = time.monotonic()
-        if not self.tty and now - self.last < 5:
+        if now - self.last < 5:
             return
         self.last = now
-        rate = p.words / p.seconds if p.seconds else 0
-        done = p.documents + len(p.report.failed)
-        if self.total:
-            frac = min(done / self.total, 1.0)
-            eta = (p.seconds / frac - p.seconds) if frac > 0 else 0
-            bar = "#" * int(frac * 24)
-            head = f"[{bar:<24}] {done}/{self.total} docs  ETA {eta:4.0f}s"
-        else:
-            head = f"{done} docs"
-        line = f"{head}  {p.chunks} chunks  {rate:,.0f} words/s"
-        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+        head = f"{done}/{self.total} docs" if self.total else f"{done} docs"
+        eta = ""
+        if self.total and done:
+            eta = f"  ETA {max(p.seconds * (self.total / min(done, self.total) - 1), 0):.0f}s"
+        click.echo(f"{head}  {p.chunks} chunks  {rate:,.0f} words/s{eta}", err=True)
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            click.echo("", err=True)
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KgmemError
-from .render import answer_text, budget_text, facts_text, reading_line, stats_text
+from .render import ProgressLine, answer_text, budget_text, facts_text, reading_line, report_text, stats_text
 
 HELP = """\
 Type a question and press Enter: the answer streams, then its numbered sources.
@@ -22,6 +22,7 @@ End a line with \\ to continue it on the next. Ctrl-C stops an answer; Ctrl-D or
   :k N             passages to retrieve (now {k})
   :mode MODE       auto | dense | lexical | hybrid | graph (now {mode})
   :llm SPEC        auto | llama[:MODEL|PATH] | openai[:MODEL] | extractive (now {llm})
+  :ingest PATH...  add files or directories (progress as it goes)
   :stats           store counts
   :quit            leave"""
 
@@ -129,9 +130,26 @@ class Repl:
             self.say(f"llm = {self.llm}")
         elif name == "stats":
             self.say(stats_text(self.memory.stats()))
+        elif name == "ingest":
+            self.ingest(args)
         else:
             self.say(f"unknown command :{name} — :help lists them")
         return True
+
+    def ingest(self, paths: list[str]) -> None:
+        if not paths:
+            raise ValueError("usage: :ingest PATH [PATH ...] (files or directories)")
+        progress = ProgressLine(None, enabled=True)
+        try:
+            report = self.memory.ingest_paths(paths, on_progress=progress)
+        except KeyboardInterrupt:
+            self.say("\n(ingest stopped: what was written is kept; :ingest the same paths again to finish)")
+            return
+        finally:
+            progress.close()
+        self.say(report_text(report))
+        for item, reason in report.failed:
+            self.say(f"failed: {item}: {reason}")
 
     def _need_answer(self) -> None:
         if self.last is None:

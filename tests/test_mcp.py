@@ -95,3 +95,44 @@ def test_every_tool_over_stdio_with_the_sdk_client(mcp_store):
     assert out["missing"].is_error and "no document with id 'guild-notes'" in out["missing"].content[0].text
     assert out["bad_k"].is_error
     assert all(h["doc_id"] != "guild-notes" for h in out["gone"]["hits"])
+
+
+async def _over_http(url: str) -> tuple[set[str], dict]:
+    async with Client(url, read_timeout_seconds=120) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        return names, _data(await client.call_tool("search", {"query": "Journal of Psychotherapy Integration",
+                                                              "k": 2}))
+
+
+def test_streamable_http_transport_on_loopback(mcp_store, tmp_path):
+    import subprocess
+    import time
+
+    import httpx
+
+    from .conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": "1"}
+    log = open(tmp_path / "mcp.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "kgmem", "mcp", "--http", "--port", str(port), "--store",
+                             str(mcp_store), "--llm", "extractive"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None and time.time() < deadline, log.seek(0) or log.read()
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        names, found = asyncio.run(_over_http(f"http://127.0.0.1:{port}/mcp"))
+        assert TOOLS <= names
+        assert found["hits"][0]["title"] == "Journal of Psychotherapy Integration"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    refused = subprocess.run([sys.executable, "-m", "kgmem", "mcp", "--http", "--host", "0.0.0.0", "--store",
+                              str(mcp_store)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "loopback only" in refused.stderr
