@@ -32,6 +32,7 @@ def main() -> int:
         [sys.executable, str(HERE / "bench_scale.py")],
         [sys.executable, str(HERE / "bench_memory.py"), "--out", str(HERE / "results" / "memory.json")],
         [sys.executable, str(HERE / "soak.py"), "--minutes", "10", "--out", str(HERE / "results" / "soak.json")],
+        [sys.executable, str(HERE / "bench_serve.py"), "--out", str(HERE / "results" / "serve.json")],
     ]
     for cmd in steps:
         print("+", " ".join(cmd), flush=True)

@@ -114,18 +114,19 @@ class ProgressLine:
         self.last = 0.0
         self._bar: Any = None
         self._task: Any = None
+        if self.enabled and self.tty:
+            self._start()  # from now: the models' loading is part of the elapsed time
 
     def _start(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.progress import TimeRemainingColumn
 
         self._bar = Progress(
             TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("docs"),
             TextColumn("{task.fields[chunks]:,} chunks  {task.fields[rate]:,.0f} words/s"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TimeElapsedColumn(), TextColumn("[cyan]ETA {task.fields[eta]}"),
             console=self.console, transient=False,
         )
-        self._task = self._bar.add_task("ingest", total=self.total, chunks=0, rate=0.0)
+        self._task = self._bar.add_task("ingest", total=self.total, chunks=0, rate=0.0, eta="?")
         self._bar.start()
 
     def __call__(self, p: Any) -> None:
@@ -137,17 +138,23 @@ class ProgressLine:
             if self._bar is None:
                 self._start()
             total = max(self.total, done) if self.total else None
-            self._bar.update(self._task, completed=done, total=total, chunks=p.chunks, rate=rate)
+            self._bar.update(self._task, completed=done, total=total, chunks=p.chunks, rate=rate,
+                             eta=self._eta(p.seconds, done))
             return
         now = time.monotonic()
         if now - self.last < 5:
             return
         self.last = now
         head = f"{done}/{self.total} docs" if self.total else f"{done} docs"
-        eta = ""
-        if self.total and done:
-            eta = f"  ETA {max(p.seconds * (self.total / min(done, self.total) - 1), 0):.0f}s"
+        eta = f"  ETA {self._eta(p.seconds, done)}" if self.total else ""
         click.echo(f"{head}  {p.chunks} chunks  {rate:,.0f} words/s{eta}", err=True)
+
+    def _eta(self, seconds: float, done: int) -> str:
+        """Time left at the rate so far (documents, not bytes: a rough guide)."""
+        if not self.total or not done:
+            return "?"
+        left = max(seconds * (self.total / min(done, self.total) - 1), 0.0)
+        return f"{int(left // 60)}:{int(left % 60):02d}"
 
     def close(self) -> None:
         if self._bar is not None:

@@ -96,6 +96,9 @@ class Service:
             # The writer shares the reader's models (loaded once) but not its connection.
             self._writer = Memory(store, self.config, embedder=embedder or self.reader.passages.embedder,
                                   extractor=extractor or self.reader.graph.extractor)
+            # Another process (a `kgmem ingest`) may hold the store for a while: a request
+            # waits for its turn rather than failing at once.
+            self._writer.lock.wait = max(self._writer.lock.wait, 120.0)
             self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgmem-writer")
 
     # ------------------------------------------------------------------ lifecycle
