@@ -1,7 +1,6 @@
 """Plain-text rendering shared by the CLI and the REPL."""
 from __future__ import annotations
 
-import sys
 import textwrap
 import time
 from typing import Any

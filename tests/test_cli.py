@@ -166,7 +166,7 @@ def test_repl_in_a_pseudo_terminal(cli_store, tmp_path):
         notes = tmp_path / "notes.md"
         notes.write_text("# Harbour notes\n\nThe Tromsø harbour master is Ingrid Solberg.\n")
         child.sendline(f":ingest {notes}")
-        child.expect(r"ingest.*1/\S* docs.*chunks")  # rich's progress bar on a terminal: documents, chunks, rate, ETA
+        child.expect(r"ingest.*?1/\S* docs.*?chunks")  # rich's progress bar on a terminal: documents, chunks, rate, ETA
         child.expect("added 1, unchanged 0")
         child.expect("kgmem>")
         child.sendline(":mode nonsense")
