@@ -113,6 +113,7 @@ def test_graph_endpoints(served):
     assert entity["name"] and entity["mentions"]
     near = c.get("/graph/neighbors", params={"entity": entity["name"], "hops": 1}).json()
     assert near["facts"] and all(f["citations"] for f in near["facts"])
+    assert near["labels"][entity["name"]] == entity["label"] == "ORG"  # the page colours nodes by type
     other = next(f["object"] if f["subject"] == entity["name"] else f["subject"] for f in near["facts"])
     path = c.get("/graph/path", params={"source": entity["name"], "target": other}).json()
     assert path["found"] and path["facts"]

@@ -124,6 +124,17 @@ class KnowledgeGraph:
         key = canonical_key(name)
         return self.store.lookup([key]).get(key)
 
+    def labels(self, names: Sequence[str]) -> dict[str, str]:
+        """The entity type (PERSON, ORG, …) of each name that is an entity."""
+        keys = {n: canonical_key(n) for n in names}
+        ids = self.store.lookup(sorted(set(keys.values())))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        found = dict(self.sql.conn.execute(f"SELECT id, label FROM entities WHERE id IN ({marks})",
+                                           list(ids.values())).fetchall())
+        return {n: found[ids[k]] for n, k in keys.items() if k in ids and ids[k] in found}
+
     def entity(self, name: str, max_mentions: int = 50) -> Entity | None:
         eid = self.resolve(name)
         if eid is None:

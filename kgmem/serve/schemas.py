@@ -139,6 +139,7 @@ class NeighborsOut(BaseModel):
     label: str
     hops: int
     facts: list[FactOut]
+    labels: dict[str, str] = Field(default={}, description="the entity type of each name in the facts")
 
 
 class PathOut(BaseModel):

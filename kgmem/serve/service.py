@@ -230,7 +230,9 @@ class Service:
         if found is None:
             raise NotFoundError(f"no entity {entity!r} in the graph")
         facts = self.reader.graph.neighbors(entity, hops=hops, limit=limit)
-        return {"entity": found.name, "label": found.label, "hops": hops, "facts": [f.as_dict() for f in facts]}
+        names = {found.name} | {f.subject for f in facts} | {f.object for f in facts}
+        return {"entity": found.name, "label": found.label, "hops": hops, "facts": [f.as_dict() for f in facts],
+                "labels": self.reader.graph.labels(sorted(names))}
 
     def path(self, source: str, target: str) -> dict[str, Any]:
         for name in (source, target):

@@ -27,7 +27,10 @@
           'width': n => 8 + 3 * Math.sqrt(n.data('deg')), 'height': n => 8 + 3 * Math.sqrt(n.data('deg')),
           'label': 'data(shown)', 'font-size': 10, 'color': '#333', 'text-valign': 'center',
           'text-halign': 'right', 'text-margin-x': 4}},
-        {selector: 'node[focus = 1]', style: {'border-width': 3, 'border-color': '#111', 'font-weight': 'bold'}},
+        {selector: 'node[focus = 1]', style: {'border-width': 3, 'border-color': '#111', 'font-weight': 'bold',
+                                              'text-valign': 'bottom', 'text-halign': 'center', 'text-margin-x': 0,
+                                              'text-margin-y': 6, 'text-background-color': '#fff',
+                                              'text-background-opacity': 0.85}},
         {selector: 'edge', style: {
           'width': 'data(w)', 'line-color': '#bbb', 'curve-style': 'bezier', 'target-arrow-shape': 'triangle',
           'target-arrow-color': '#bbb', 'arrow-scale': 0.6}},
@@ -36,8 +39,12 @@
         {selector: 'edge.on', style: {'label': 'data(p)', 'font-size': 9, 'line-color': '#555',
                                       'target-arrow-color': '#555', 'text-rotation': 'autorotate'}},
       ],
-      layout: {name: 'cose', animate: false, randomize: true, nodeRepulsion: () => 9000,
-               idealEdgeLength: () => 70, numIter: 1000, fit: true, padding: 20},
+      // A whole graph: a force layout. One entity's neighbourhood: rings around it.
+      layout: opts.rings
+        ? {name: 'concentric', animate: false, fit: true, padding: 30, minNodeSpacing: 60,
+           concentric: n => n.data('focus') ? 3 : (n.degree() > 1 ? 2 : 1), levelWidth: () => 1}
+        : {name: 'cose', animate: false, randomize: true, nodeRepulsion: () => 9000,
+           idealEdgeLength: () => 70, numIter: 1000, fit: true, padding: 20},
     });
     const info = opts.onInfo || function () {};
     function focus(node) {
@@ -63,8 +70,9 @@
     return cy;
   };
 
-  // The neighbourhood an API call returned ({entity, facts: [{subject, predicate, object}]}) as view data.
-  window.kgmemFactsGraph = function (entity, facts) {
+  // The neighbourhood an API call returned ({entity, facts: [{subject, predicate, object}], labels}) as view data.
+  window.kgmemFactsGraph = function (entity, facts, labels) {
+    labels = labels || {};
     const ids = new Map(), deg = new Map(), pairs = new Map();
     const node = name => { if (!ids.has(name)) ids.set(name, ids.size); deg.set(name, (deg.get(name) || 0) + 1); return ids.get(name); };
     node(entity); deg.set(entity, 0);
@@ -75,7 +83,8 @@
       e.n += 1; e.preds.add(f.kind === 'cooc' ? 'with' : f.predicate); pairs.set(key, e);
     });
     return {
-      nodes: [...ids].map(([name, id]) => ({id: id, name: name, label: '', deg: deg.get(name) || 1, focus: name === entity})),
+      nodes: [...ids].map(([name, id]) => ({id: id, name: name, label: labels[name] || '', deg: deg.get(name) || 1,
+                                            focus: name === entity})),
       edges: [...pairs.values()].map(e => ({s: e.s, t: e.t, n: e.n, p: [...e.preds].slice(0, 3).join(', ')})),
     };
   };

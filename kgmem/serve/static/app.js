@@ -144,8 +144,8 @@ async function showGraph(name) {
     const res = await api('/graph/neighbors?' + new URLSearchParams({entity: name, hops, limit: 150}));
     $('graph-info').textContent = `${res.entity}${res.label ? ' (' + res.label + ')' : ''}: ${res.facts.length} facts`;
     if (cy) cy.destroy();
-    cy = kgmemGraph($('graph'), kgmemFactsGraph(res.entity, res.facts),
-                    {onInfo: t => { $('graph-info').textContent = t || res.entity; }});
+    cy = kgmemGraph($('graph'), kgmemFactsGraph(res.entity, res.facts, res.labels),
+                    {rings: true, onInfo: t => { $('graph-info').textContent = t || res.entity; }});
   } catch (err) {
     $('graph-info').textContent = err.message;
   }
