@@ -4,12 +4,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .conversations import Conversations, Recalled
 from .errors import NotFoundError
 from .graph.knowledge import KnowledgeGraph
 from .memory.lock import WriterLock
@@ -66,6 +68,7 @@ class Memory:
         self._backends: dict[str, Backend] = {}
         self._backends_lock = threading.Lock()
         self.llm_notice: str | None = None  # set when "auto" found no local LLM (one line for the user)
+        self.conversations = Conversations(self)  # remember / recall / forget: turns in a store of their own
         # A writer that stopped between its SQLite commit and its vector save leaves the
         # vector file behind. Repair it now, unless a live writer holds the store (its
         # vectors are simply not saved yet).
@@ -116,6 +119,7 @@ class Memory:
         self.close()
 
     def close(self) -> None:
+        self.conversations.close()
         self.passages.close()
 
     def configure(self, **changes: Any) -> Config:
@@ -210,6 +214,28 @@ class Memory:
             self.passages.save_vectors()
             self._after_write()
         return len(removed)
+
+    # ------------------------------------------------------------------ conversations
+    def remember(self, messages: list[dict[str, Any]], *, conversation: str, user: str | None = None,
+                 at: str | datetime | date | None = None, session: str | None = None) -> IngestReport:
+        """Store a session's turns ({"speaker" or "role", "text", "id"?, "image_caption"?}),
+        said at `at`; relative times in them ("yesterday") are resolved against it. No LLM
+        is called. Re-sending a session adds nothing. `report.ids` are the turn ids."""
+        return self.conversations.remember(messages, conversation, user=user, at=at, session=session)
+
+    def recall(self, query: str, *, conversation: str | None = None, user: str | None = None, k: int = 10,
+               since: str | datetime | date | None = None, until: str | datetime | date | None = None,
+               ) -> list[Recalled]:
+        """The turns of a conversation (or of a user's conversations) that best match
+        `query`, within [since, until]: id, speaker, time, text, resolved dates and the
+        turns around each. Documents are never returned."""
+        return self.conversations.recall(query, conversation=conversation, user=user, k=k, since=since, until=until)
+
+    def forget(self, *, conversation: str | None = None, user: str | None = None,
+               turns: list[str] | None = None) -> int:
+        """Delete remembered turns (a conversation's, a user's, or these ids): their text,
+        vectors and graph facts. Returns how many turns went."""
+        return self.conversations.forget(conversation=conversation, user=user, turns=turns)
 
     # ------------------------------------------------------------------ reading
     def search(self, query: str, k: int = 10, mode: str = "auto") -> list[Hit]:

@@ -166,16 +166,17 @@ class PassageStore:
         qv = self.embedder.embed(list(queries))
         return self.dense_search_vectors(qv, k)
 
-    def dense_search_vectors(self, qv: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def dense_search_vectors(self, qv: np.ndarray, k: int,
+                             within: Sequence[int] | None = None) -> list[list[tuple[int, float]]]:
         self.vectors.maybe_reload()  # another process may have added vectors since
-        scores, ids = self.vectors.search(qv, k)
+        scores, ids = self.vectors.search(qv, k, within=within)
         return [
             [(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
             for srow, irow in zip(scores, ids)
         ]
 
-    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        return self.sql.lexical_search(query, k, stopwords=stopwords())
+    def lexical_search(self, query: str, k: int, within: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        return self.sql.lexical_search(query, k, stopwords=stopwords(), within=within)
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         return self.sql.chunks(ids)

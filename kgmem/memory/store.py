@@ -350,20 +350,29 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ search
     def lexical_search(
-        self, query: str, k: int, stopwords: frozenset[str] | set[str] = frozenset()
+        self, query: str, k: int, stopwords: frozenset[str] | set[str] = frozenset(),
+        within: Sequence[int] | None = None,
     ) -> list[tuple[int, float]]:
-        """BM25 over chunk text and title; returns (chunk id, score) best first (higher is better)."""
+        """BM25 over chunk text and title; returns (chunk id, score) best first (higher is
+        better). `within`: only these chunk ids."""
         words = query_words(query, stopwords)
         if not words:
             return []
         with self._fts_lock:
             conn = self._fts()
             match = fts_query(self.postings_budget.select(conn, words))
-            rows = conn.execute(
-                "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-                "ORDER BY s LIMIT ?",
-                (match, k),
-            ).fetchall()
+            if within is None:
+                rows = conn.execute(
+                    "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+                    "ORDER BY s LIMIT ?",
+                    (match, k),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+                    "AND rowid IN (SELECT value FROM json_each(?)) ORDER BY s LIMIT ?",
+                    (match, json.dumps([int(i) for i in within]), k),
+                ).fetchall()
         # SQLite's bm25() is lower-is-better (negative); flip it so every retriever agrees.
         return [(int(r[0]), -float(r[1])) for r in rows]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,8 +202,10 @@ class VectorIndex:
             self.dirty = True
         return removed
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (scores, ids), each (n_queries, k); missing slots have id -1."""
+    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None,
+               within: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (scores, ids), each (n_queries, k); missing slots have id -1. `within`:
+        only these ids are searched (exactly, with a FAISS id selector)."""
         self.require()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim == 1:
@@ -219,9 +221,12 @@ class VectorIndex:
             if queries.shape[0] == 1:
                 faiss.omp_set_num_threads(1)
             try:
+                sel = None if within is None else faiss.IDSelectorBatch(np.asarray(within, dtype=np.int64))
                 if self.kind == "ivf":
-                    params = faiss.SearchParametersIVF(nprobe=nprobe or self.settings.nprobe)
+                    params = faiss.SearchParametersIVF(nprobe=nprobe or self.settings.nprobe, sel=sel)
                     return self.index.search(queries, k, params=params)
+                if sel is not None:
+                    return self.index.search(queries, k, params=faiss.SearchParameters(sel=sel))
                 return self.index.search(queries, k)
             finally:
                 faiss.omp_set_num_threads(threads)
