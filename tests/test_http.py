@@ -120,6 +120,24 @@ def test_graph_endpoints(served):
     assert c.get("/graph/neighbors", params={"entity": entity["name"], "hops": 9}).status_code == 422
 
 
+def test_conversations_over_http(served):
+    c = served.client
+    session = {"conversation": "http-chat", "user": "sam", "at": "1:56 pm on 8 May, 2023", "messages": [
+        {"speaker": "Sam", "text": "I ran my first marathon in Lisbon last weekend!"},
+        {"role": "assistant", "text": "Congratulations! How long did it take?"}]}
+    report = c.post("/remember", json=session).json()
+    assert report["added"] == 2 and len(report["ids"]) == 2
+    assert c.post("/remember", json=session).json()["unchanged"] == 2
+    turns = c.get("/recall", params={"q": "Where was the marathon?", "conversation": "http-chat"}).json()["turns"]
+    assert turns[0]["speaker"] == "Sam" and turns[0]["dates"][0]["value"] == "the weekend of 6 May 2023"
+    hits = c.get("/search", params={"q": "Sam marathon Lisbon", "k": 50}).json()["hits"]
+    assert hits and not any(h["doc_id"].startswith("http-chat/") for h in hits)  # turns stay out of searches
+    bad = c.post("/remember", json={**session, "conversation": "a/b"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "conversation"
+    assert c.post("/forget", json={"user": "sam"}).json() == {"forgotten": 2}
+    assert c.get("/recall", params={"q": "marathon", "user": "sam"}).json() == {"turns": []}
+
+
 def test_openapi_documents_the_contract(served):
     spec = served.client.get("/openapi.json").json()
     for route in ("/search", "/ask", "/ingest", "/documents", "/documents/{doc_id}", "/graph/neighbors",

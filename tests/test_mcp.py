@@ -16,7 +16,7 @@ from mcp import Client, StdioServerParameters  # noqa: E402
 from kgmem import Memory  # noqa: E402
 
 TOOLS = {"search", "ask", "ingest_text", "get_document", "list_documents", "delete_document", "graph_neighbors",
-         "stats"}
+         "stats", "remember", "recall", "forget"}
 APA = "Who was the first president of the American Psychological Association?"
 
 
@@ -59,6 +59,14 @@ async def _session(store: Path) -> dict:
         out["missing"] = await call("get_document", {"id": "guild-notes"})
         out["bad_k"] = await call("search", {"query": "x", "k": 0})
         out["gone"] = _data(await call("search", {"query": "Lagos Robotics Guild", "k": 3, "mode": "lexical"}))
+        session = [{"speaker": "Ada", "text": "I flew to Accra yesterday for the robotics fair."},
+                   {"speaker": "Kofi", "text": "Did the guild's rover win anything there?"}]
+        out["remember"] = _data(await call("remember", {"messages": session, "conversation": "ada-kofi",
+                                                        "at": "2024-03-10T09:30"}))
+        out["recall"] = _data(await call("recall", {"query": "When did Ada fly to Accra?", "conversation": "ada-kofi",
+                                                    "k": 1}))
+        out["forget"] = _data(await call("forget", {"conversation": "ada-kofi"}))
+        out["recall_after"] = _data(await call("recall", {"query": "Accra", "conversation": "ada-kofi"}))
     return out
 
 
@@ -95,6 +103,11 @@ def test_every_tool_over_stdio_with_the_sdk_client(mcp_store):
     assert out["missing"].is_error and "no document with id 'guild-notes'" in out["missing"].content[0].text
     assert out["bad_k"].is_error
     assert all(h["doc_id"] != "guild-notes" for h in out["gone"]["hits"])
+    assert out["remember"]["added"] == 2 and len(out["remember"]["ids"]) == 2
+    turn = out["recall"]["turns"][0]
+    assert turn["speaker"] == "Ada" and turn["at"] == "2024-03-10T09:30:00"
+    assert turn["dates"][0]["value"] == "9 March 2024" and turn["context"][0]["speaker"] == "Kofi"
+    assert out["forget"]["forgotten"] == 2 and out["recall_after"]["turns"] == []
 
 
 async def _over_http(url: str) -> tuple[set[str], dict]:

@@ -32,11 +32,15 @@ from .schemas import (
     DocumentOut,
     DocumentsOut,
     EntityOut,
+    ForgetIn,
+    ForgetOut,
     HealthOut,
     IngestIn,
     IngestOut,
     NeighborsOut,
     PathOut,
+    RecallOut,
+    RememberIn,
     SearchOut,
     StatsOut,
 )
@@ -171,6 +175,28 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
     @app.delete("/documents/{doc_id:path}", response_model=DeletedOut, tags=["documents"])
     def delete(doc_id: str) -> dict[str, Any]:
         return {"deleted": doc_id, "chunks": service.delete(doc_id)}
+
+    # ------------------------------------------------------------------ conversations
+    @app.post("/remember", response_model=IngestOut, tags=["conversations"])
+    async def remember(body: RememberIn) -> dict[str, Any]:
+        """Remember a session's turns (no LLM call); relative times are resolved against `at`."""
+        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        report = await asyncio.to_thread(service.remember, messages, body.conversation, body.user, body.at,
+                                         body.session)
+        return report.as_dict()
+
+    @app.get("/recall", response_model=RecallOut, tags=["conversations"])
+    def recall(q: str = Query(min_length=1, max_length=4000), conversation: str | None = None,
+               user: str | None = None, k: int = Query(10, ge=1, le=100), since: str | None = None,
+               until: str | None = None) -> dict[str, Any]:
+        """The turns of a conversation (or a user's) that best match `q`, within [since, until]."""
+        return {"turns": [t.as_dict() for t in service.recall(q, conversation=conversation, user=user, k=k,
+                                                                  since=since, until=until)]}
+
+    @app.post("/forget", response_model=ForgetOut, tags=["conversations"])
+    def forget(body: ForgetIn) -> dict[str, Any]:
+        """Delete remembered turns: a conversation's, a user's, or these ids."""
+        return {"forgotten": service.forget(conversation=body.conversation, user=body.user, turns=body.turns)}
 
     # ------------------------------------------------------------------ the page
     @app.get("/", include_in_schema=False)

@@ -23,11 +23,15 @@ from .schemas import (
     DeletedOut,
     DocumentOut,
     DocumentsOut,
+    ForgetOut,
     HitOut,
     IngestOut,
+    MessageIn,
     NeighborsOut,
+    RecallOut,
     SearchOut,
     StatsOut,
+    TurnOut,
 )
 from .service import Service
 
@@ -41,6 +45,7 @@ INSTRUCTIONS = (
     "kgmem is a long-term memory of documents: passages plus a knowledge graph of the entities in them. "
     "Use `ask` for a short answer with citations, `search` to read the passages yourself, "
     "`graph_neighbors` to follow relations between entities, and `ingest_text` to remember new text. "
+    "For conversations: `remember` a session's turns, `recall` what was said, `forget` it. "
     "Cite with the doc_id and the start/end character span each result carries."
 )
 
@@ -136,6 +141,46 @@ def build_server(service: Service) -> MCPServer:
         """Facts around an entity in the knowledge graph (subject, predicate, object),
         each cited to the document spans it was read from."""
         return NeighborsOut(**service.neighbors(entity, hops=hops, limit=limit))
+
+    @server.tool(annotations=WRITE)
+    @_one_line
+    def remember(
+        messages: Annotated[list[MessageIn], Field(description="the session's turns, in order: "
+                                                               "{speaker, text, id?, image_caption?}")],
+        conversation: Annotated[str, Field(description="the conversation's id (no '/')")],
+        user: Annotated[str | None, Field(description="whose conversation it is")] = None,
+        at: Annotated[str | None, Field(description="when the session took place (ISO 8601); 'yesterday' "
+                                                    "and the like in the turns are resolved against it")] = None,
+    ) -> IngestOut:
+        """Remember what was said in a conversation session. Sending the same session
+        again adds nothing. Returns the turn ids."""
+        report = service.remember([m.model_dump(exclude_none=True) for m in messages], conversation, user, at)
+        return IngestOut(**report.as_dict())
+
+    @server.tool(annotations=READ)
+    @_one_line
+    def recall(
+        query: Annotated[str, Field(description="what to remember: a question or keywords")],
+        conversation: Annotated[str | None, Field(description="only this conversation")] = None,
+        user: Annotated[str | None, Field(description="only this user's conversations")] = None,
+        k: Annotated[int, Field(ge=1, le=50)] = 8,
+        since: Annotated[str | None, Field(description="only turns said at or after this time (ISO 8601)")] = None,
+        until: Annotated[str | None, Field(description="only turns said at or before this time")] = None,
+    ) -> RecallOut:
+        """Turns of past conversations that match a query, each with its id, speaker,
+        time, the relative dates in it resolved, and the turns around it."""
+        turns = service.recall(query, conversation=conversation, user=user, k=k, since=since, until=until)
+        return RecallOut(turns=[TurnOut(**t.as_dict()) for t in turns])
+
+    @server.tool(annotations=DELETE)
+    @_one_line
+    def forget(
+        conversation: Annotated[str | None, Field(description="forget this whole conversation")] = None,
+        user: Annotated[str | None, Field(description="forget everything this user said")] = None,
+        turns: Annotated[list[str] | None, Field(description="forget these turn ids")] = None,
+    ) -> ForgetOut:
+        """Forget remembered turns: their text, vectors and graph facts."""
+        return ForgetOut(forgotten=service.forget(conversation=conversation, user=user, turns=turns))
 
     @server.tool(annotations=READ)
     @_one_line

@@ -79,6 +79,52 @@ class IngestIn(BaseModel):
         return self
 
 
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    speaker: str | None = Field(default=None, description="who said it (or `role`)")
+    role: str | None = None
+    text: str = Field(min_length=1)
+    id: str | None = Field(default=None, description="the turn's id (default: from the session and position)")
+    image_caption: str | None = None
+
+
+class RememberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversation: str = Field(min_length=1, max_length=200, pattern="^[^/]+$")
+    messages: list[MessageIn] = Field(min_length=1)
+    user: str | None = None
+    at: str | None = Field(default=None, description="when the session took place: ISO 8601 or "
+                                                     "'1:56 pm on 8 May, 2023'")
+    session: str | None = None
+
+
+class TurnOut(BaseModel):
+    model_config = _OPEN
+    id: str
+    conversation: str
+    speaker: str
+    text: str
+    at: str | None
+    score: float
+    dates: list[dict[str, Any]] = Field(default=[], description="relative times in it, resolved")
+    context: list[dict[str, Any]] = Field(default=[], description="the turns just before and after")
+
+
+class RecallOut(BaseModel):
+    turns: list[TurnOut]
+
+
+class ForgetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversation: str | None = None
+    user: str | None = None
+    turns: list[str] | None = None
+
+
+class ForgetOut(BaseModel):
+    forgotten: int
+
+
 class FailedOut(BaseModel):
     item: str
     reason: str

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from ..api import Memory
 from ..config import Config
+from ..conversations import Recalled
 from ..errors import Cancelled, KgmemError, NotFoundError
 from ..memory.store import Document
 from ..pipelines.ingest import IngestReport
@@ -182,6 +183,22 @@ class Service:
         if self.reader.get(doc_id) is None and not self.reader.passages.sql.parts_of([doc_id]):
             raise NotFoundError(f"no document with id {doc_id!r}")
         return self._write(lambda mem: mem.delete(doc_id))
+
+    # ------------------------------------------------------------------ conversations
+    def remember(self, messages: list[dict[str, Any]], conversation: str, user: str | None = None,
+                 at: str | None = None, session: str | None = None) -> IngestReport:
+        return self._write(lambda mem: mem.remember(messages, conversation=conversation, user=user, at=at,
+                                                    session=session))
+
+    def recall(self, query: str, conversation: str | None = None, user: str | None = None, k: int = 10,
+               since: str | None = None, until: str | None = None) -> list[Recalled]:
+        if not query or not query.strip():
+            raise BadRequest("q: the query is empty")
+        return self.reader.recall(query, conversation=conversation, user=user, k=k, since=since, until=until)
+
+    def forget(self, conversation: str | None = None, user: str | None = None,
+               turns: list[str] | None = None) -> int:
+        return self._write(lambda mem: mem.forget(conversation=conversation, user=user, turns=turns))
 
     # ------------------------------------------------------------------ reading
     def search(self, query: str, k: int = 10, mode: str = "auto") -> list[Hit]:
