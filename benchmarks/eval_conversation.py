@@ -54,6 +54,7 @@ class References:
                 texts.append(reference_text(s, t))
         self.embedder = embedder
         self.vectors = embedder.embed(texts)
+        self.texts = texts
         self.db = sqlite3.connect(":memory:")
         self.db.execute("CREATE VIRTUAL TABLE t USING fts5(text, tokenize='porter unicode61 remove_diacritics 2')")
         self.db.executemany("INSERT INTO t(rowid, text) VALUES (?, ?)", [(i, x) for i, x in enumerate(texts)])
@@ -61,6 +62,14 @@ class References:
     def dense(self, question: str, k: int) -> list[str]:
         scores = self.vectors @ self.embedder.embed([question])[0]
         return [self.ids[i] for i in np.argsort(-scores)[:k]]
+
+    def dense_hits(self, question: str, k: int) -> list:
+        """The naive-RAG reference's passages: the dense top-k turns, as indexed."""
+        from kgmem.retrieval.types import Hit
+
+        scores = self.vectors @ self.embedder.embed([question])[0]
+        return [Hit(doc_id=self.ids[i], chunk_id=int(i), score=float(scores[i]), text=self.texts[i], title="",
+                    source="", start=0, end=len(self.texts[i])) for i in np.argsort(-scores)[:k]]
 
     def bm25(self, question: str, k: int) -> list[str]:
         match = self.fts_query(question)
@@ -74,6 +83,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", type=Path, default=LOCOMO)
     ap.add_argument("--limit", type=int, help="only the first N questions of each conversation")
+    ap.add_argument("--llm", help="also answer (e.g. llama): token F1 per category against naive RAG with the "
+                    "same model over the dense top-10 turns, and the share of unanswerable questions declined")
+    ap.add_argument("--answer-limit", type=int, default=40,
+                    help="with --llm: questions answered per conversation (at an even stride)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "conversation_locomo.json")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -114,6 +127,7 @@ def main() -> int:
                 value = recall_at(got, q["gold_ids"], k)
                 scores[name][q["category"]][k].append(value)
                 scores[name]["overall"][k].append(value)
+    answers = answer_eval(mem, refs, questions, args.llm, args.answer_limit) if args.llm else None
     mem.close()
 
     table = {s: {cat: {f"R@{k}": round(100 * float(np.mean(v)), 1) for k, v in ks.items()} | {"n": len(ks[KS[0]])}
@@ -122,7 +136,7 @@ def main() -> int:
         "turns": turns, "conversations": len(conversations), "questions": len(questions),
         "seconds_per_turn": round(write_s / turns, 4), "llm_calls_at_write": llm_calls,
         "store_mb_per_1000_turns": round(size / turns * 1000 / 2**20, 2),
-        "recall_ms_p50": round(1000 * float(np.median(recall_s)), 1), "recall": table,
+        "recall_ms_p50": round(1000 * float(np.median(recall_s)), 1), "recall": table, "answers": answers,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -134,7 +148,56 @@ def main() -> int:
     for cat in cats:
         row = "  ".join(f"{table[s][cat]['R@5']:>11} {table[s][cat]['R@10']:>11}" for s in systems)
         print(f"{cat:<12} {table['kgmem'][cat]['n']:>4}  {row}")
+    if answers:
+        print(f"answers ({answers['llm']}, {answers['questions']} questions): token F1 kgmem / naive RAG")
+        for cat, row in answers["f1"].items():
+            print(f"  {cat:<12} n={row['n']:<4} {row['kgmem']:>5} {row['naive']:>6}")
+        print(f"  unanswerable declined: kgmem {answers['declined']['kgmem']}%, naive {answers['declined']['naive']}% "
+              f"(n={answers['declined']['n']}); seconds per answer p50 {answers['seconds_p50']}")
     return 0
+
+
+def answer_eval(mem, refs, questions, llm: str, limit: int) -> dict:
+    """kgmem's answer from remembered turns against naive RAG (the same model over the
+    dense top-10 turns), on `limit` questions of each conversation taken at an even stride
+    (every category, unanswerable ones included, in their proportions)."""
+    from kgmem.eval import token_f1
+    from kgmem.pipelines.query import Prepared, answer
+    from kgmem.retrieval.packer import Packer
+
+    backend = mem.backend(llm)
+    f1: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    declined: dict[str, list[float]] = defaultdict(list)
+    took = []
+    chosen = []
+    for conv in dict.fromkeys(q["conversation"] for q in questions):
+        mine = [q for q in questions if q["conversation"] == conv]
+        step = max(len(mine) / limit, 1.0)
+        chosen += [mine[int(i * step)] for i in range(min(limit, len(mine)))]
+    for q in chosen:
+        t0 = time.perf_counter()
+        ours = mem.ask(q["question"], conversation=q["conversation"], llm=backend)
+        took.append(time.perf_counter() - t0)
+        hits = refs[q["conversation"]].dense_hits(q["question"], 10)
+        packer = Packer(backend.count_tokens, backend.context_window, mem.config.answer_tokens, render=backend.render,
+                        fact_share=0.0, instructions=getattr(backend, "instructions", None))
+        prep = Prepared(hits, [], packer.pack(q["question"], hits), {"retrieve": 0.0, "pack": 0.0}, [], q["question"])
+        naive = answer(prep, backend, q["question"], answer_tokens=mem.config.answer_tokens)
+        if q["unanswerable"]:
+            declined["kgmem"].append(float(not ours.found))
+            declined["naive"].append(float(not naive.found))
+            continue
+        for cat in (q["category"], "overall"):
+            f1[cat]["kgmem"].append(token_f1(ours.short if ours.found else "", q["answers"]))
+            f1[cat]["naive"].append(token_f1(naive.short if naive.found else "", q["answers"]))
+    pct = lambda xs: round(100 * float(np.mean(xs)), 1) if xs else None  # noqa: E731
+    return {
+        "llm": backend.name, "questions": len(chosen),
+        "f1": {cat: {"n": len(v["kgmem"]), "kgmem": pct(v["kgmem"]), "naive": pct(v["naive"])}
+               for cat, v in sorted(f1.items(), key=lambda kv: kv[0] != "overall")},
+        "declined": {"n": len(declined["kgmem"]), "kgmem": pct(declined["kgmem"]), "naive": pct(declined["naive"])},
+        "seconds_p50": round(float(np.median(took)), 2) if took else None,
+    }
 
 
 if __name__ == "__main__":

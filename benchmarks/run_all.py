@@ -33,6 +33,8 @@ def main() -> int:
         [sys.executable, str(HERE / "bench_memory.py"), "--out", str(HERE / "results" / "memory.json")],
         [sys.executable, str(HERE / "soak.py"), "--minutes", "10", "--out", str(HERE / "results" / "soak.json")],
         [sys.executable, str(HERE / "bench_serve.py"), "--out", str(HERE / "results" / "serve.json")],
+        # Conversation memory on LoCoMo: recall against dense and BM25, answers against naive RAG.
+        [sys.executable, str(HERE / "eval_conversation.py"), "--llm", "llama", "--answer-limit", "40"],
     ]
     for cmd in steps:
         print("+", " ".join(cmd), flush=True)

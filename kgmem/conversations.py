@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ from .errors import NotFoundError
 from .memory.store import Document
 from .pipelines.dates import parse_when, resolve_dates
 from .pipelines.ingest import IngestReport
+from .pipelines.llm.base import NOT_FOUND
+from .pipelines.query import Answer, Prepared, answer
+from .retrieval.packer import Packer
+from .retrieval.types import Hit
 
 if TYPE_CHECKING:
     from .api import Memory
@@ -58,9 +63,42 @@ class Recalled:
     dates: list[dict[str, Any]] = field(default_factory=list)  # relative times in it, resolved
     context: list[dict[str, Any]] = field(default_factory=list)  # the turns just before and after
     doc_id: str = ""
+    chunk_id: int = 0
+    said: str = ""  # as stored: "Speaker: text [image: caption]"
+    when: str = ""  # as shown to the model: "1:56 pm on 8 May, 2023; yesterday = 7 May 2023"
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        for internal in ("chunk_id", "said", "when"):
+            out.pop(internal)
+        return out
+
+    def hit(self) -> Hit:
+        """The turn as a passage for the packer: dated, with its resolved times."""
+        return Hit(doc_id=self.doc_id, chunk_id=self.chunk_id, score=self.score, text=self.said, title=self.when,
+                   source=self.conversation, start=0, end=len(self.said))
+
+
+
+def _absolute(ans: Answer, turns: list[Recalled]) -> Answer:
+    """An answer that is a relative time the cited turn holds ("yesterday") becomes the
+    time it means ("7 May 2023"): the reader was not there when it was said."""
+    cited = {c.doc_id for c in ans.citations}
+    said = (ans.short or "").strip(" .").lower()
+    for turn in turns:
+        if turn.doc_id not in cited:
+            continue
+        for d in turn.dates:
+            if said and said == d["text"].lower():
+                ans.text = ans.text.replace(ans.short, d["value"], 1)
+                ans.short = d["value"]
+                return ans
+    return ans
+
+
+def _when(spoken_at: str, dates: list[dict[str, Any]]) -> str:
+    """'1:56 pm on 8 May, 2023; yesterday = 7 May 2023'."""
+    return "; ".join([spoken_at] * bool(spoken_at) + [f"{d['text']} = {d['value']}" for d in dates])
 
 
 def _normalised(ranking: list[tuple[int, float]]) -> dict[int, float]:
@@ -223,6 +261,26 @@ class Conversations:
                     spread[other] = spread.get(other, 0.0) + RECALL_NEIGHBOUR * value
         return spread
 
+    def ask(self, question: str, conversation: str | None = None, user: str | None = None, k: int = 10,
+            llm: Any = None, budget: int | None = None, on_token: Any = None, cancel: Any = None) -> Answer:
+        """Answer from what was said: the recalled turns, dated (relative times resolved),
+        packed for the model. Citations point at turns (doc_id `<conversation>/<turn id>`)."""
+        backend = self.parent.backend(llm)
+        t0 = time.perf_counter()
+        turns = self.recall(question, conversation=conversation, user=user, k=k, context=0)
+        retrieved = time.perf_counter() - t0
+        packer = Packer(backend.count_tokens, budget or backend.context_window, self.parent.config.answer_tokens,
+                        render=backend.render, fact_share=0.0, instructions=getattr(backend, "instructions", None))
+        context = packer.pack(question, [t.hit() for t in turns])
+        prep = Prepared([t.hit() for t in turns], [], context,
+                        {"retrieve": retrieved, "pack": time.perf_counter() - t0 - retrieved}, [], question)
+        if not turns:  # nothing was said about it: say so, never let the model guess
+            return Answer(question, NOT_FOUND, [], [], [], context.report, prep.timings, backend=backend.name,
+                          context=context, short=NOT_FOUND, found=False)
+        ans = answer(prep, backend, question, answer_tokens=self.parent.config.answer_tokens, on_token=on_token,
+                     cancel=cancel)
+        return _absolute(ans, turns)
+
     def _candidates(self, mem: "Memory", conversation: str | None, user: str | None,
                     since: datetime | None, until: datetime | None) -> list[int]:
         where, args = [], []
@@ -272,6 +330,7 @@ class Conversations:
                 id=m["turn"], conversation=m["conversation"], speaker=m["speaker"], text=doc.text[m["offset"]:],
                 at=m.get("at"), score=round(float(score), 6), user=m.get("user"), session=m.get("session"),
                 dates=m.get("dates", []), context=self._around(mem, m, context) if context else [], doc_id=doc.id,
+                chunk_id=cid, said=doc.text, when=_when(doc.title, m.get("dates", [])),
             ))
         return out
 

@@ -100,3 +100,27 @@ def test_bad_messages_are_one_clear_error(memory: Memory):
     with pytest.raises(ValueError, match="needs a conversation, a user or turn ids"):
         memory.forget()
     assert memory.recall("anything", conversation="never") == []
+
+
+def test_ask_from_what_was_said_cites_turns_and_dates_relative_answers(memory: Memory):
+    """With the local model (the no-LLM reader declines on dialogue): Qwen2.5-1.5B."""
+    from kgmem.conversations import _absolute
+    from kgmem.pipelines.llm import models
+
+    if not models.installed():
+        pytest.skip("the local model is not installed (make install installs it)")
+    memory.remember(SESSION_1, conversation="c1", user="caroline", at=MAY_8)
+    memory.ingest([{"id": "doc-1", "title": "Sunrise", "text": "Melanie painted a sunset over the bay."}])
+    ans = memory.ask("What did Melanie paint?", conversation="c1", llm="llama")
+    assert ans.found and "sunrise" in ans.short and ans.citations
+    turns = memory.conversations.memory()
+    for c in ans.citations:  # cited to a turn of c1, never to the document
+        assert c.doc_id == "c1/c1:2" and turns.get(c.doc_id).text[c.start:c.end] == c.quote
+    # A model that answers with the relative time the cited turn holds gets the date it means.
+    recalled = memory.recall("Melanie painted a sunrise", conversation="c1", k=3)
+    ans.short, ans.text = "last Friday", f"last Friday [{ans.citations[0].n}]"
+    fixed = _absolute(ans, recalled)
+    assert fixed.short == "5 May 2023" and fixed.text.startswith("5 May 2023 [")
+    unknown = memory.ask("What is Caroline's favourite programming language?", conversation="empty-chat",
+                         llm="llama")
+    assert not unknown.found and unknown.citations == []
