@@ -248,7 +248,8 @@ class Conversations:
                 "SELECT c.id, json_extract(d.meta, '$.session'), json_extract(d.meta, '$.index') FROM chunks c "
                 "JOIN documents d ON d.id = c.doc_id WHERE d.id >= ? AND d.id < ? "
                 "AND json_extract(d.meta, '$.session') IN (SELECT value FROM json_each(?))",
-                    (f"{conv}/", f"{conv}0", json.dumps(sessions))):
+                (f"{conv}/", f"{conv}0", json.dumps(sessions)),
+            ):
                 at[(conv, session, index)] = cid
         spread = dict(scores)
         for cid, value in scores.items():
