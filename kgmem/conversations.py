@@ -80,6 +80,24 @@ class Recalled:
 
 
 
+def _span(conversation: str) -> tuple[str, str]:
+    """The range of its turns' document ids ('0' sorts right after '/')."""
+    return f"{conversation}/", f"{conversation}0"
+
+
+def _owner(conversation: str | None, user: str | None, table: str = "") -> tuple[list[str], list[Any]]:
+    """SQL conditions (on documents, aliased `table`) for a conversation's or a user's turns."""
+    where: list[str] = []
+    args: list[Any] = []
+    if conversation is not None:
+        where.append(f"{table}id >= ? AND {table}id < ?")
+        args += _span(conversation)
+    if user is not None:
+        where.append(f"json_extract({table}meta, '$.user') = ?")
+        args.append(user)
+    return where, args
+
+
 def _absolute(ans: Answer, turns: list[Recalled]) -> Answer:
     """An answer that is a relative time the cited turn holds ("yesterday") becomes the
     time it means ("7 May 2023"): the reader was not there when it was said."""
@@ -248,7 +266,7 @@ class Conversations:
                 "SELECT c.id, json_extract(d.meta, '$.session'), json_extract(d.meta, '$.index') FROM chunks c "
                 "JOIN documents d ON d.id = c.doc_id WHERE d.id >= ? AND d.id < ? "
                 "AND json_extract(d.meta, '$.session') IN (SELECT value FROM json_each(?))",
-                (f"{conv}/", f"{conv}0", json.dumps(sessions)),
+                (*_span(conv), json.dumps(sessions)),
             ):
                 at[(conv, session, index)] = cid
         spread = dict(scores)
@@ -272,8 +290,9 @@ class Conversations:
         retrieved = time.perf_counter() - t0
         packer = Packer(backend.count_tokens, budget or backend.context_window, self.parent.config.answer_tokens,
                         render=backend.render, fact_share=0.0, instructions=getattr(backend, "instructions", None))
-        context = packer.pack(question, [t.hit() for t in turns])
-        prep = Prepared([t.hit() for t in turns], [], context,
+        hits = [t.hit() for t in turns]
+        context = packer.pack(question, hits)
+        prep = Prepared(hits, [], context,
                         {"retrieve": retrieved, "pack": time.perf_counter() - t0 - retrieved}, [], question)
         if not turns:  # nothing was said about it: say so, never let the model guess
             return Answer(question, NOT_FOUND, [], [], [], context.report, prep.timings, backend=backend.name,
@@ -284,13 +303,7 @@ class Conversations:
 
     def _candidates(self, mem: "Memory", conversation: str | None, user: str | None,
                     since: datetime | None, until: datetime | None) -> list[int]:
-        where, args = [], []
-        if conversation is not None:
-            where.append("d.id >= ? AND d.id < ?")
-            args += [f"{conversation}/", f"{conversation}0"]  # '0' sorts right after '/'
-        if user is not None:
-            where.append("json_extract(d.meta, '$.user') = ?")
-            args.append(user)
+        where, args = _owner(conversation, user, "d.")
         if since is not None:
             where.append("json_extract(d.meta, '$.at') >= ?")
             args.append(since.isoformat())
@@ -304,13 +317,7 @@ class Conversations:
 
     def _doc_ids(self, mem: "Memory", conversation: str | None, user: str | None,
                  turns: Sequence[str] | None) -> list[str]:
-        where, args = [], []
-        if conversation is not None:
-            where.append("id >= ? AND id < ?")
-            args += [f"{conversation}/", f"{conversation}0"]
-        if user is not None:
-            where.append("json_extract(meta, '$.user') = ?")
-            args.append(user)
+        where, args = _owner(conversation, user)
         if turns:
             where.append("json_extract(meta, '$.turn') IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(list(turns)))
@@ -341,7 +348,7 @@ class Conversations:
             "SELECT meta, text FROM documents WHERE id >= ? AND id < ? AND json_extract(meta, '$.session') = ? "
             "AND json_extract(meta, '$.index') BETWEEN ? AND ? AND json_extract(meta, '$.index') != ? "
             "ORDER BY json_extract(meta, '$.index')",
-            (f"{meta['conversation']}/", f"{meta['conversation']}0", meta["session"], meta["index"] - n,
+            (*_span(meta["conversation"]), meta["session"], meta["index"] - n,
              meta["index"] + n, meta["index"]),
         ).fetchall()
         out = []

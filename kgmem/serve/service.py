@@ -31,7 +31,7 @@ from ..errors import Cancelled, KgmemError, NotFoundError
 from ..memory.store import Document
 from ..pipelines.ingest import IngestReport
 from ..pipelines.query import Answer
-from ..pipelines.readers import SUPPORTED, Failure, ReaderOptions, iter_documents
+from ..pipelines.readers import SUPPORTED, Failure, ReaderOptions, iter_documents, record_to_document
 from ..retrieval.types import Hit
 
 log = logging.getLogger("kgmem")
@@ -270,18 +270,15 @@ class Service:
 
 
 def _record(record: Any, i: int) -> Document:
+    """A client's record, checked field by field (the error names the field), then read
+    as any JSONL record is."""
     if not isinstance(record, dict):
         raise BadRequest(f"records[{i}]: an object {{id, title, text}} is needed")
-    text, title, doc_id = record.get("text"), record.get("title") or "", record.get("id")
-    if not isinstance(text, str):
-        raise BadRequest(f"records[{i}].text: a string is needed")
-    if not isinstance(title, str):
-        raise BadRequest(f"records[{i}].title: a string is needed")
-    if doc_id is not None and not isinstance(doc_id, (str, int)):
-        raise BadRequest(f"records[{i}].id: a string is needed")
-    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-    return Document(id="" if doc_id is None else str(doc_id), title=title, text=text,
-                    source=str(record.get("source") or ""), meta=meta)
+    given = {"text": record.get("text"), "title": record.get("title") or "", "id": record.get("id")}
+    for name, kinds in (("text", (str,)), ("title", (str,)), ("id", (str, int, type(None)))):
+        if not isinstance(given[name], kinds):
+            raise BadRequest(f"records[{i}].{name}: a string is needed")
+    return record_to_document(record)
 
 
 def _uploaded(items: Iterable[Any], path: Path, name: str, doc_id: str | None,
