@@ -5,11 +5,14 @@ Nodes are named entities and salient noun phrases. Edges are
   voice, prepositional objects ("born in X" → born_in), copulas ("X is a Y" → be),
   and appositions ("X, the founder of Y" → founder_of);
 - co-occurrence of named entities in one sentence.
+A text may come with its voice: who "I" and "you" are (a conversation's speaker and
+listener). Then first- and second-person pronouns are mentions of those people, so
+"I ran a charity race" is a fact about the speaker and "my kids" (speaker, have, kids).
 Every mention and relation keeps its character span within the chunk text.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,12 @@ ENTITY_LABELS = {
 }
 NOUN_PHRASE = "NP"
 PLACES = {"GPE", "LOC", "FAC"}
+# Pronouns a voice resolves: "first" is the speaker, "second" the one spoken to.
+PERSONS = {
+    "first": {"i", "me", "my", "mine", "myself"},
+    "second": {"you", "your", "yours", "yourself", "ya"},
+}
+Voice = Mapping[str, str]  # {"first": "Melanie", "second": "Caroline"}
 SUBJ_DEPS = {"nsubj", "nsubjpass", "csubj"}
 OBJ_DEPS = {"dobj", "attr", "oprd", "dative", "obj"}
 # Pipes extraction needs. The packaged attribute_ruler (a Matcher over 179 patterns,
@@ -43,7 +52,7 @@ class Relation:
     source: int  # index into ChunkFacts.mentions
     target: int
     predicate: str
-    kind: str  # "svo" | "passive" | "prep" | "copula" | "appos" | "cooc"
+    kind: str  # "svo" | "passive" | "prep" | "copula" | "appos" | "poss" | "cooc"
     start: int  # the sentence's span in the chunk text
     end: int
 
@@ -156,13 +165,14 @@ class Extractor:
         self.n_process = n_process
         self.noun_phrases = noun_phrases
 
-    def extract(self, texts: Sequence[str]) -> list[ChunkFacts]:
+    def extract(self, texts: Sequence[str], voices: Sequence[Voice | None] | None = None) -> list[ChunkFacts]:
+        """Facts of each text; `voices[i]` says who "I" and "you" are in text i."""
         # spaCy keeps every new string and lexeme it meets for the life of the model: a
         # long ingest grew ~15 KB per document that way. A memory zone (spaCy 3.8)
         # forgets what was added inside it; the facts are plain Python values.
         with self.nlp.memory_zone():
             docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process)
-            return [facts_of(doc, self.noun_phrases) for doc in docs]
+            return [facts_of(doc, self.noun_phrases, voices[i] if voices else None) for i, doc in enumerate(docs)]
 
 
 def _trim_noun_chunk(span: Any) -> tuple[int, int] | None:
@@ -213,21 +223,24 @@ def _predicate(tok: Any) -> str:
 _BE = {"be", "is", "was", "are", "were", "been", "being", "am", "'s", "'re", "'m", "’s"}
 
 
+_POSSESSIVE = {"my", "your"}
+
+
 def _lemma(tok: Any) -> str:
     return "be" if tok.lower_ in _BE else tok.lemma_.lower()
 
 
-def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
+def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None) -> ChunkFacts:
     facts = ChunkFacts()
     token_mention: dict[int, int] = {}
 
-    def add(start_tok: int, end_tok: int, label: str) -> None:
+    def add(start_tok: int, end_tok: int, label: str, name: str | None = None) -> None:
         span = doc[start_tok:end_tok]
-        key = canonical_key(span.text)
+        key = canonical_key(name or span.text)
         if not key or len(key) < 2 or (key.isdigit() and label != "DATE"):
             return
         idx = len(facts.mentions)
-        facts.mentions.append(Mention(key, span.text, label, span.start_char, span.end_char))
+        facts.mentions.append(Mention(key, name or span.text, label, span.start_char, span.end_char))
         for t in range(start_tok, end_tok):
             token_mention.setdefault(t, idx)
 
@@ -249,6 +262,12 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
             if all(doc[t].is_stop for t in range(s, e)):
                 continue
             add(s, e, NOUN_PHRASE)
+
+    if voice:
+        for tok in doc:
+            for person, words in PERSONS.items():
+                if voice.get(person) and tok.lower_ in words and tok.pos_ == "PRON":
+                    add(tok.i, tok.i + 1, "PERSON", voice[person])
 
     def mention_of(tok: Any) -> int | None:
         return token_mention.get(tok.i)
@@ -319,6 +338,9 @@ def facts_of(doc: Any, noun_phrases: bool = True) -> ChunkFacts:
                             relate(mention_of(pobj), noun, _predicate(tok), "passive", sent)
                         elif child.dep_ == "prep":
                             relate(noun, mention_of(pobj), f"{_predicate(tok)}_{child.lower_}", "prep", sent)
+            # --- "my kids": what a resolved pronoun's person has
+            if voice and tok.dep_ == "poss" and tok.lower_ in _POSSESSIVE:
+                relate(mention_of(tok), mention_of(tok.head), "have", "poss", sent)
             # --- "X, the founder of Y": apposition with a prepositional object
             if tok.dep_ == "appos":
                 head_m, app_m = mention_of(tok.head), mention_of(tok)

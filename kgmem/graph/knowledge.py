@@ -11,7 +11,7 @@ from typing import Any
 import networkx as nx
 
 from ..memory.store import SQLiteStore
-from .extract import ChunkFacts, Extractor, shared_extractor
+from .extract import ChunkFacts, Extractor, Voice, shared_extractor
 from .resolve import canonical_key
 from .store import GraphStore
 from .view import GraphView
@@ -80,8 +80,8 @@ class KnowledgeGraph:
             self._extractor = shared_extractor(self.spacy_model, self.extraction)
         return self._extractor
 
-    def extract(self, texts: list[str]) -> list[ChunkFacts]:
-        return self.extractor.extract(texts)
+    def extract(self, texts: list[str], voices: Sequence[Voice | None] | None = None) -> list[ChunkFacts]:
+        return self.extractor.extract(texts, voices)
 
     def write(self, doc_id: str, chunks: Sequence[tuple[int, int]], facts: Sequence[ChunkFacts]) -> None:
         self.store.write(doc_id, chunks, facts)

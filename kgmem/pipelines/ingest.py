@@ -24,7 +24,7 @@ class GraphWriter(Protocol):
 
     extractor: Any  # has extract(texts) -> facts; loaded on first use
 
-    def extract(self, texts: list[str]) -> list[Any]: ...
+    def extract(self, texts: list[str], voices: list[Any] | None = None) -> list[Any]: ...
 
     def write(self, doc_id: str, chunks: list[tuple[int, int]], facts: list[Any]) -> None: ...
 
@@ -327,7 +327,8 @@ def backfill_graph(passages: PassageStore, graph: GraphWriter, doc_ids: list[str
     if not doc_ids:
         return
     stored = {d: passages.sql.chunks_of(d) for d in doc_ids}
-    facts = graph.extract([c.text for d in doc_ids for c in stored[d]])
+    voices = {d: (doc.meta.get("voice") if (doc := passages.sql.get_document(d)) else None) for d in doc_ids}
+    facts = graph.extract([c.text for d in doc_ids for c in stored[d]], [voices[d] for d in doc_ids for _ in stored[d]])
     offset = 0
     with passages.sql.transaction():
         graph.forget_documents(doc_ids)  # a partial extraction (repair) is replaced, never doubled

@@ -28,7 +28,8 @@ def prepare_batch(docs: list[Document], embedder: Any, extractor: Any, config: A
     chunks = [chunk_document(doc, embedder, config) for doc in docs]
     pairs = [(doc.title, ch.text) for doc, cs in zip(docs, chunks) for ch in cs]
     vectors = embedder.embed([embedding_text(t, x) for t, x in pairs])
-    facts = extractor.extract([x for _, x in pairs]) if extractor is not None else None
+    voices = [doc.meta.get("voice") for doc, cs in zip(docs, chunks) for _ in cs]
+    facts = extractor.extract([x for _, x in pairs], voices if any(voices) else None) if extractor is not None else None
     return Prepared(chunks, vectors, facts)
 
 
