@@ -87,6 +87,9 @@ def main() -> int:
                     "same model over the dense top-10 turns, and the share of unanswerable questions declined")
     ap.add_argument("--answer-limit", type=int, default=40,
                     help="with --llm: questions answered per conversation (at an even stride)")
+    ap.add_argument("--unanswerable", action="store_true",
+                    help="with --llm: also ask every unanswerable question (not only those on the stride) and "
+                    "report the share declined over all of them")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "conversation_locomo.json")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -127,7 +130,7 @@ def main() -> int:
                 value = recall_at(got, q["gold_ids"], k)
                 scores[name][q["category"]][k].append(value)
                 scores[name]["overall"][k].append(value)
-    answers = answer_eval(mem, refs, questions, args.llm, args.answer_limit) if args.llm else None
+    answers = answer_eval(mem, refs, questions, args.llm, args.answer_limit, args.unanswerable) if args.llm else None
     mem.close()
 
     table = {s: {cat: {f"R@{k}": round(100 * float(np.mean(v)), 1) for k, v in ks.items()} | {"n": len(ks[KS[0]])}
@@ -157,10 +160,12 @@ def main() -> int:
     return 0
 
 
-def answer_eval(mem, refs, questions, llm: str, limit: int) -> dict:
+def answer_eval(mem, refs, questions, llm: str, limit: int, all_unanswerable: bool = False) -> dict:
     """kgmem's answer from remembered turns against naive RAG (the same model over the
     dense top-10 turns), on `limit` questions of each conversation taken at an even stride
-    (every category, unanswerable ones included, in their proportions)."""
+    (every category, unanswerable ones included, in their proportions); with
+    `all_unanswerable`, every unanswerable question too (the share declined is then over
+    all of them; F1 stays over the stride's answerable questions)."""
     from kgmem.eval import token_f1
     from kgmem.pipelines.query import Prepared, answer
     from kgmem.retrieval.packer import Packer
@@ -170,10 +175,13 @@ def answer_eval(mem, refs, questions, llm: str, limit: int) -> dict:
     declined: dict[str, list[float]] = defaultdict(list)
     took = []
     chosen = []
+    rows = []
     for conv in dict.fromkeys(q["conversation"] for q in questions):
         mine = [q for q in questions if q["conversation"] == conv]
         step = max(len(mine) / limit, 1.0)
         chosen += [mine[int(i * step)] for i in range(min(limit, len(mine)))]
+    if all_unanswerable:
+        chosen += [q for q in questions if q["unanswerable"] and q not in chosen]
     for q in chosen:
         t0 = time.perf_counter()
         ours = mem.ask(q["question"], conversation=q["conversation"], llm=backend)
@@ -183,6 +191,9 @@ def answer_eval(mem, refs, questions, llm: str, limit: int) -> dict:
                         fact_share=0.0, instructions=getattr(backend, "instructions", None))
         prep = Prepared(hits, [], packer.pack(q["question"], hits), {"retrieve": 0.0, "pack": 0.0}, [], q["question"])
         naive = answer(prep, backend, q["question"], answer_tokens=mem.config.answer_tokens)
+        rows.append({"id": q["id"], "category": q["category"], "unanswerable": q["unanswerable"],
+                     "kgmem": ours.short, "kgmem_found": ours.found, "notices": ours.notices,
+                     "cited": [c.doc_id for c in ours.citations], "naive": naive.short, "naive_found": naive.found})
         if q["unanswerable"]:
             declined["kgmem"].append(float(not ours.found))
             declined["naive"].append(float(not naive.found))
@@ -197,6 +208,7 @@ def answer_eval(mem, refs, questions, llm: str, limit: int) -> dict:
                for cat, v in sorted(f1.items(), key=lambda kv: kv[0] != "overall")},
         "declined": {"n": len(declined["kgmem"]), "kgmem": pct(declined["kgmem"]), "naive": pct(declined["naive"])},
         "seconds_p50": round(float(np.median(took)), 2) if took else None,
+        "per_question": rows,
     }
 
 

@@ -274,17 +274,19 @@ class Memory:
         cancel: threading.Event | None = None,
         conversation: str | None = None,
         user: str | None = None,
+        asker: str | None = None,
     ) -> Answer:
         """Answer from memory: retrieve passages and graph facts, pack them into the
         model's window (or `budget` tokens), and let the model write a short answer
         ("G. Stanley Hall [2]"), cited to the sentence it stands in. `on_token` gets the
         answer as it streams; `on_context` the packed context before the model reads it;
         `cancel`, once set (by another thread), stops the model at its next token and
-        raises `Cancelled`. With `conversation` (or `user`): answered from remembered turns."""
+        raises `Cancelled`. With `conversation` (or `user`): answered from remembered turns;
+        a question about one speaker (named, or "I" = `asker`) only from that speaker's words."""
         backend = self.backend(llm)
         if conversation is not None or user is not None:  # from what was said, not from documents
             return self.conversations.ask(question, conversation=conversation, user=user, k=k or 10, llm=backend,
-                                          budget=budget, on_token=on_token, cancel=cancel)
+                                          budget=budget, on_token=on_token, cancel=cancel, asker=asker)
         prepared = self.context(question, k=k, budget=budget, llm=backend, mode=mode)
         if on_context is not None:
             on_context(prepared)

@@ -197,24 +197,34 @@ def search(query: str, store: str, k: int, mode: str, as_json: bool) -> None:
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
 @click.option("--llm", envvar="KGMEM_LLM", help="auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM). Default auto: the local model when installed, else the no-LLM reader.")
 @click.option("--budget", type=int, help="Context window in tokens (default: the model's).")
+@click.option("--conversation", help="Answer from this conversation's remembered turns.")
+@click.option("--user", help="Answer from this user's remembered turns (every conversation).")
 @_json_option
 @handle_errors
-def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, budget: int | None, as_json: bool) -> None:
-    """Answer QUESTION from the store: a short answer, cited, then its sources."""
+def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, budget: int | None,
+        conversation: str | None, user: str | None, as_json: bool) -> None:
+    """Answer QUESTION from the store: a short answer, cited, then its sources. With
+    --conversation or --user: from what was said there (remembered turns), not from documents."""
     from .render import answer_text, reading_line
 
     with _open(store) as memory:
         if as_json:
-            answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode)
+            answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, conversation=conversation,
+                                user=user)
             _emit(answer.as_dict())
             return
         memory.backend(llm)
         if memory.llm_notice:
             click.echo(f"note: {memory.llm_notice}", err=True)
-        answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode,
-                            on_context=lambda prep: click.echo(reading_line(prep), err=True),
-                            on_token=lambda piece: click.echo(piece, nl=False))
-    click.echo(answer_text(answer, streamed=True))
+        shown: list[str] = []
+
+        def reading(prep: Any) -> None:
+            shown.extend(prep.notices)
+            click.echo(reading_line(prep), err=True)
+
+        answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, on_context=reading,
+                            on_token=lambda piece: click.echo(piece, nl=False), conversation=conversation, user=user)
+    click.echo(answer_text(answer, streamed=True, shown=shown))
 
 
 @main.command()
@@ -404,6 +414,22 @@ def repl(store: str, llm: str | None) -> None:
 
     with _open(store) as memory:
         run_repl(memory, llm=llm)
+
+
+@main.command()
+@_store_option
+@click.option("--user", required=True, envvar="KGMEM_USER",
+              help="Whose memory: every session of this user is recalled (env KGMEM_USER).")
+@click.option("--name", help="The user's name as a speaker (default: --user).")
+@click.option("--llm", envvar="KGMEM_LLM",
+              help="auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM).")
+@handle_errors
+def chat(store: str, user: str, name: str | None, llm: str | None) -> None:
+    """Talk with the local model; each exchange is remembered and later sessions recall it (:help inside)."""
+    from .chat import run_chat
+
+    with _open(store, must_exist=False) as memory:
+        run_chat(memory, user, llm=llm, name=name)
 
 
 def _add_service_commands() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -50,16 +51,23 @@ def reading_line(prepared: Any) -> str:
             f"({ctx.prompt_tokens} tokens)…{notes}")
 
 
-def answer_text(answer: Answer, streamed: bool = False) -> str:
-    """The cited short answer, the sentence it stands in, and the sources. With `streamed`,
-    the short answer itself was already printed: only its markers follow."""
+def answer_text(answer: Answer, streamed: bool = False, shown: Sequence[str] = ()) -> str:
+    """The cited short answer, the sentence it stands in, its notices (but those `shown`
+    already, with the reading line) and the sources. With `streamed`, the short answer
+    itself was already printed: only its markers follow."""
     marks = "".join(f"[{c.n}]" for c in answer.citations)
     head = (f" {marks}" if marks else "") if streamed else answer.text
     lines = [head]
     if answer.support:
         lines.append(f"  — {shorten(answer.support, 300)}")
+    lines += [f"note: {notice}" for notice in answer.notices if notice not in shown]
     lines += ["", "Sources:", sources_text(answer)]
     return "\n".join(lines)
+
+
+def recalled_text(turn: Any, mark: str = "") -> str:
+    """A remembered turn: its id and when, then who said what."""
+    return f"{mark}{turn.id}  ({turn.when or 'undated'})\n    {turn.speaker}: {turn.text}"
 
 
 def facts_text(facts: list[Fact], limit: int = 30) -> str:

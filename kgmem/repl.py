@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KgmemError
-from .render import ProgressLine, answer_text, budget_text, facts_text, reading_line, report_text, stats_text
+from .render import (
+    ProgressLine,
+    answer_text,
+    budget_text,
+    facts_text,
+    reading_line,
+    recalled_text,
+    report_text,
+    stats_text,
+)
 
 HELP = """\
 Type a question and press Enter: the answer streams, then its numbered sources.
@@ -23,6 +32,8 @@ End a line with \\ to continue it on the next. Ctrl-C stops an answer; Ctrl-D or
   :mode MODE       auto | dense | lexical | hybrid | graph (now {mode})
   :llm SPEC        auto | llama[:MODEL|PATH] | openai[:MODEL] | extractive (now {llm})
   :ingest PATH...  add files or directories (progress as it goes)
+  :recall QUERY    remembered conversation turns that match (kgmem chat, Memory.remember)
+  :forget ID...    forget these remembered turns
   :stats           store counts
   :quit            leave"""
 
@@ -56,14 +67,20 @@ class Repl:
         return True
 
     def answer(self, question: str) -> None:
+        shown: list[str] = []
+
+        def reading(prep: Any) -> None:
+            shown.extend(prep.notices)
+            self.say(reading_line(prep))
+
         try:
             ans = self.memory.ask(question, k=self.k, llm=self.llm, mode=self.mode, on_token=self.write,
-                                  on_context=lambda prep: self.say(reading_line(prep)))
+                                  on_context=reading)
         except KeyboardInterrupt:
             self.say("\n(answer stopped)")
             return
         self.last = ans
-        self.say(answer_text(ans, streamed=True))
+        self.say(answer_text(ans, streamed=True, shown=shown))
 
     def command(self, line: str) -> bool:
         try:
@@ -132,6 +149,16 @@ class Repl:
             self.say(stats_text(self.memory.stats()))
         elif name == "ingest":
             self.ingest(args)
+        elif name == "recall":
+            if not rest:
+                raise ValueError("usage: :recall QUERY")
+            turns = self.memory.recall(rest, k=self.k)
+            self.say("\n".join(recalled_text(t) for t in turns) or "(no remembered turn matches)")
+        elif name == "forget":
+            if not args:
+                raise ValueError("usage: :forget TURN_ID [TURN_ID ...]")
+            n = self.memory.forget(turns=args)
+            self.say(f"forgot {n} turn{'s' if n != 1 else ''}")
         else:
             self.say(f"unknown command :{name} — :help lists them")
         return True
@@ -166,17 +193,17 @@ def run_repl(memory: Any, llm: str | None = None) -> None:
     repl.say(f"kgmem — {stats['documents']} documents, {stats.get('entities', 0)} entities in {memory.path}. "
              ":help for commands.")
     if sys.stdin.isatty() and sys.stdout.isatty():
-        _loop_tty(repl, history_file())
+        loop_tty(repl, history_file())
     else:
-        _loop_plain(repl)
+        loop_plain(repl)
 
 
-def history_file() -> Path:
-    """REPL history lives with the user's data, never inside a store (which may be shared
+def history_file(name: str = "repl_history") -> Path:
+    """REPL (and chat) history lives with the user's data, never inside a store (which may be shared
     or read-only); one history for every store, as in a shell."""
     from .config import data_dir
 
-    path = data_dir() / "repl_history"
+    path = data_dir() / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -184,16 +211,17 @@ def history_file() -> Path:
     return path
 
 
-def _loop_tty(repl: Repl, history: Path) -> None:
+def loop_tty(repl: Any, history: Path, prompt: str = "kgmem> ") -> None:
+    """Read lines with history and editing until Ctrl-D or `repl.handle` says leave."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
     session: PromptSession = PromptSession(history=FileHistory(str(history)))
     while True:
         try:
-            line = session.prompt("kgmem> ")
+            line = session.prompt(prompt)
             while line.endswith("\\"):
-                line = line[:-1] + "\n" + session.prompt("...... ")
+                line = line[:-1] + "\n" + session.prompt("." * (len(prompt) - 1) + " ")
         except KeyboardInterrupt:
             continue  # a fresh prompt, as in a shell
         except EOFError:
@@ -202,7 +230,8 @@ def _loop_tty(repl: Repl, history: Path) -> None:
             break
 
 
-def _loop_plain(repl: Repl) -> None:
+def loop_plain(repl: Any) -> None:
+    """The same over piped input (no prompt, no history)."""
     buffer = ""
     for raw in sys.stdin:
         line = raw.rstrip("\n")

@@ -104,7 +104,7 @@ def test_bad_messages_are_one_clear_error(memory: Memory):
 
 def test_ask_from_what_was_said_cites_turns_and_dates_relative_answers(memory: Memory):
     """With the local model (the no-LLM reader declines on dialogue): Qwen2.5-1.5B."""
-    from kgmem.conversations import _absolute
+    from kgmem.conversations.turns import absolute
     from kgmem.pipelines.llm import models
 
     if not models.installed():
@@ -119,7 +119,7 @@ def test_ask_from_what_was_said_cites_turns_and_dates_relative_answers(memory: M
     # A model that answers with the relative time the cited turn holds gets the date it means.
     recalled = memory.recall("Melanie painted a sunrise", conversation="c1", k=3)
     ans.short, ans.text = "last Friday", f"last Friday [{ans.citations[0].n}]"
-    fixed = _absolute(ans, recalled)
+    fixed = absolute(ans, recalled)
     assert fixed.short == "5 May 2023" and fixed.text.startswith("5 May 2023 [")
     unknown = memory.ask("What is Caroline's favourite programming language?", conversation="empty-chat",
                          llm="llama")

@@ -132,6 +132,12 @@ def test_conversations_over_http(served):
     assert turns[0]["speaker"] == "Sam" and turns[0]["dates"][0]["value"] == "the weekend of 6 May 2023"
     hits = c.get("/search", params={"q": "Sam marathon Lisbon", "k": 50}).json()["hits"]
     assert hits and not any(h["doc_id"].startswith("http-chat/") for h in hits)  # turns stay out of searches
+    ans = c.post("/ask", json={"question": "Where did Sam run his first marathon?", "conversation": "http-chat"})
+    assert ans.status_code == 200 and "notices" in ans.json()
+    # From the conversation's turns only: any citation is a turn of http-chat, never a document.
+    assert all(ct["doc_id"].startswith("http-chat/") for ct in ans.json()["citations"])
+    none = c.post("/ask", json={"question": "Where did Sam run?", "conversation": "never-said"}).json()
+    assert none["found"] is False and none["short"] == "not in memory" and none["citations"] == []
     bad = c.post("/remember", json={**session, "conversation": "a/b"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "conversation"
     assert c.post("/forget", json={"user": "sam"}).json() == {"forgotten": 2}

@@ -140,3 +140,68 @@ def parse_when(value: str | datetime | date | None) -> datetime | None:
         except ValueError:
             continue
     raise ValueError(f"cannot read the time {value!r}: use a datetime, ISO 8601 or e.g. '1:56 pm on 8 May, 2023'")
+
+
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december"]
+_MONTH = r"(" + "|".join(_MONTHS) + r")"
+_WINDOW = [
+    # "on October 13, 2023", "on 1 February, 2023": that day
+    ("day", re.compile(rf"\b(?:on\s+)?{_MONTH}\s+(\d{{1,2}}),?\s+((?:19|20)\d\d)\b", re.I)),
+    ("day", re.compile(rf"\b(?:on\s+)?(\d{{1,2}})\s+{_MONTH},?\s+((?:19|20)\d\d)\b", re.I)),
+    # "in July 2023", "in June": that month (of any year when none is said)
+    ("month", re.compile(rf"\b(?:in|during)\s+{_MONTH}(?:,?\s+((?:19|20)\d\d))?\b", re.I)),
+    # "in 2022"
+    ("year", re.compile(r"\b(?:in|during)\s+((?:19|20)\d\d)\b", re.I)),
+]
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a question asks about: a day, a month (of one year, or of any) or a year."""
+
+    text: str  # as asked: "in June"
+    year: int | None
+    month: int | None = None
+    day: int | None = None
+
+    def holds(self, d: date) -> bool:
+        return ((self.year is None or d.year == self.year) and (self.month is None or d.month == self.month)
+                and (self.day is None or d.day == self.day))
+
+    def meets(self, at: str | None, dates: list[dict[str, object]]) -> bool:
+        """Whether a turn said at `at` (ISO), holding these resolved dates, falls in the window."""
+        days = [date.fromisoformat(str(d["day"])) for d in dates if d.get("day")]
+        if at:
+            days.append(datetime.fromisoformat(at).date())
+        if any(self.holds(d) for d in days):
+            return True
+        if self.day is not None:
+            return False
+        for d in dates:  # "last month" = "April 2023", "last year" = "2022"
+            for fmt, whole in (("%B %Y", self.month is not None), ("%Y", self.month is None)):
+                try:
+                    if whole and self.holds(datetime.strptime(str(d["value"]), fmt).date()):
+                        return True
+                except ValueError:
+                    continue
+        return False
+
+
+def question_window(question: str) -> Window | None:
+    """The time a question is constrained to ("in 2022", "in June", "on 13 October, 2023"), or None."""
+    for kind, pattern in _WINDOW:
+        m = pattern.search(question)
+        if m is None:
+            continue
+        g = m.groups()
+        if kind == "day":
+            month_first = g[0].lower() in _MONTHS
+            month, day = (g[0], g[1]) if month_first else (g[1], g[0])
+            return Window(m.group(0), int(g[2]), _MONTHS.index(month.lower()) + 1, int(day))
+        if kind == "month":
+            if not g[1] and not g[0][0].isupper():
+                continue  # "in may": a verb, not a month, without a year or a capital
+            return Window(m.group(0), int(g[1]) if g[1] else None, _MONTHS.index(g[0].lower()) + 1)
+        return Window(m.group(0), int(g[0]))
+    return None

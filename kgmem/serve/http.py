@@ -108,10 +108,12 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
                                "description": "JSON; or, for Accept: text/event-stream, events `token` "
                                               "({text}) as the answer streams, then `answer` (the JSON)"}})
     async def ask(body: AskIn, request: Request) -> Any:
-        """Answer from memory, with citations to document spans."""
+        """Answer from memory, with citations to document spans (or, with `conversation` or
+        `user`, to remembered turns)."""
         if "text/event-stream" in request.headers.get("accept", ""):
             return _stream_answer(service, body)
-        ans = await asyncio.to_thread(service.ask, body.question, k=body.k, budget=body.budget, mode=body.mode)
+        ans = await asyncio.to_thread(service.ask, body.question, k=body.k, budget=body.budget, mode=body.mode,
+                                      conversation=body.conversation, user=body.user, asker=body.asker)
         return JSONResponse(ans.as_dict())
 
     @app.get("/documents", response_model=DocumentsOut, tags=["documents"])
@@ -241,7 +243,8 @@ def _stream_answer(service: Service, body: AskIn) -> StreamingResponse:
     def work() -> None:
         try:
             ans = service.ask(body.question, k=body.k, budget=body.budget, mode=body.mode,
-                              on_token=lambda t: push("token", {"text": t}), cancelled=cancelled)
+                              on_token=lambda t: push("token", {"text": t}), cancelled=cancelled,
+                              conversation=body.conversation, user=body.user, asker=body.asker)
             push("answer", ans.as_dict())
         except Cancelled:
             pass

@@ -83,11 +83,15 @@ def build_server(service: Service) -> MCPServer:
     def ask(
         question: Annotated[str, Field(description="a question about what the memory holds")],
         k: Annotated[int | None, Field(ge=1, le=50, description="passages to retrieve (default: the store's)")] = None,
+        conversation: Annotated[str | None, Field(description="answer from this conversation's turns")] = None,
+        user: Annotated[str | None, Field(description="answer from this user's turns")] = None,
+        asker: Annotated[str | None, Field(description='who "I" is in the question')] = None,
     ) -> AskOut:
         """Answer a question from memory with a short answer ("G. Stanley Hall [1]") and
-        citations: for each [n], the document id, the span and the quoted sentence.
-        `found` is false when memory does not hold the answer."""
-        ans = service.ask(question, k=k).as_dict()
+        citations: for each [n], the document id (a turn's for a conversation), the span
+        and the quoted sentence. `found` is false when memory does not hold the answer;
+        `notices` say why an answer was declined or changed."""
+        ans = service.ask(question, k=k, conversation=conversation, user=user, asker=asker).as_dict()
         ans["passages"] = []  # the agent has the citations; `search` gives passages in full
         return AskOut(**ans)
 

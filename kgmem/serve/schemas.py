@@ -44,6 +44,9 @@ class AskIn(BaseModel):
     k: int | None = Field(default=None, ge=1, le=100, description="passages to retrieve")
     budget: int | None = Field(default=None, ge=128, le=131072, description="context tokens (default: the model's)")
     mode: str = "auto"
+    conversation: str | None = Field(default=None, max_length=200, description="answer from this conversation's turns")
+    user: str | None = Field(default=None, max_length=200, description="answer from this user's turns")
+    asker: str | None = Field(default=None, max_length=200, description='who "I" is in the question')
 
 
 class AskOut(BaseModel):
@@ -55,6 +58,7 @@ class AskOut(BaseModel):
     citations: list[CitationOut]
     passages: list[HitOut] = []
     backend: str = ""
+    notices: list[str] = Field(default=[], description="why an answer was declined or changed, and other notes")
 
 
 class RecordIn(BaseModel):

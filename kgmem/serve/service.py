@@ -207,9 +207,11 @@ class Service:
         return self.reader.search(query, k=k, mode=mode)
 
     def ask(self, question: str, *, k: int | None = None, budget: int | None = None, mode: str = "auto",
-            on_token: Callable[[str], None] | None = None, cancelled: threading.Event | None = None) -> Answer:
-        """Answer a question; with `cancelled`, the model stops at its next token once it
-        is set (a client that left), and `Cancelled` is raised."""
+            on_token: Callable[[str], None] | None = None, cancelled: threading.Event | None = None,
+            conversation: str | None = None, user: str | None = None, asker: str | None = None) -> Answer:
+        """Answer a question (from documents; or from remembered turns, with `conversation`
+        or `user`); with `cancelled`, the model stops at its next token once it is set (a
+        client that left), and `Cancelled` is raised."""
         if not question or not question.strip():
             raise BadRequest("question: the question is empty")
         self._count("asks")
@@ -218,7 +220,7 @@ class Service:
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled("the client left")
             return self.reader.ask(question, k=k, budget=budget, llm=self.llm, mode=mode, on_token=on_token,
-                                   cancel=cancelled)
+                                   cancel=cancelled, conversation=conversation, user=user, asker=asker)
         except Cancelled:
             self._count("asks_cancelled")
             raise

@@ -8,35 +8,37 @@ recall never returns a document. Each turn is one document:
 - text `Speaker: what was said [image: caption]`, title when it was said ("1:56 pm on
   8 May, 2023"); the relative dates it holds, resolved, are in its meta ("yesterday":
   7 May 2023);
-- meta: kind "turn", conversation, user, speaker, turn, at (ISO), session, index, dates.
+- meta: kind "turn", conversation, user, speaker, turn, at (ISO), session, index, dates,
+  voice (who "I" and "you" are: the graph attaches "I ran a race" to the speaker).
 A recall searches only the turns of one conversation (or one user's) in a time window:
 dense (FAISS, an exact id selector) and BM25 (FTS5, the same ids), their scores added,
 then spread to the turns around (an answer is often the reply).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFoundError
-from .memory.store import Document
-from .pipelines.dates import parse_when, resolve_dates
-from .pipelines.ingest import IngestReport
-from .pipelines.llm.base import NOT_FOUND
-from .pipelines.query import Answer, Prepared, answer
-from .retrieval.packer import Packer
-from .retrieval.types import Hit
+from ..errors import NotFoundError
+from ..graph.resolve import canonical_key
+from ..pipelines.dates import Window, parse_when, question_window
+from ..pipelines.ingest import IngestReport
+from ..pipelines.llm.base import NOT_FOUND
+from ..pipelines.query import Answer, Prepared, answer
+from ..retrieval.packer import Packer
+from .people import DatedFact, asked_about, changed, owned, supersede
+from .turns import Recalled, absolute, normalised, owner, span, turn_documents, when
 
 if TYPE_CHECKING:
-    from .api import Memory
+    from ..api import Memory
+
+__all__ = ["CHILD", "Conversations", "DatedFact", "Recalled", "asked_about", "turn_documents"]
 
 CHILD = "conversations"
 # BM25 leads in dialogue (exact words: names, places, things); dense adds paraphrase.
@@ -46,129 +48,10 @@ RECALL_DENSE = 0.5
 # A turn passes this share of its score to the turns just before and after it: an
 # answer is often in the reply to the turn that matches the question's words.
 RECALL_NEIGHBOUR = 0.5
-
-
-@dataclass
-class Recalled:
-    """A remembered turn, ranked for a query."""
-
-    id: str  # the turn's id
-    conversation: str
-    speaker: str
-    text: str  # what was said
-    at: str | None  # when (ISO 8601), if known
-    score: float
-    user: str | None = None
-    session: str | None = None
-    dates: list[dict[str, Any]] = field(default_factory=list)  # relative times in it, resolved
-    context: list[dict[str, Any]] = field(default_factory=list)  # the turns just before and after
-    doc_id: str = ""
-    chunk_id: int = 0
-    said: str = ""  # as stored: "Speaker: text [image: caption]"
-    when: str = ""  # as shown to the model: "1:56 pm on 8 May, 2023; yesterday = 7 May 2023"
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        for internal in ("chunk_id", "said", "when"):
-            out.pop(internal)
-        return out
-
-    def hit(self) -> Hit:
-        """The turn as a passage for the packer: dated, with its resolved times."""
-        return Hit(doc_id=self.doc_id, chunk_id=self.chunk_id, score=self.score, text=self.said, title=self.when,
-                   source=self.conversation, start=0, end=len(self.said))
-
-
-
-def _span(conversation: str) -> tuple[str, str]:
-    """The range of its turns' document ids ('0' sorts right after '/')."""
-    return f"{conversation}/", f"{conversation}0"
-
-
-def _owner(conversation: str | None, user: str | None, table: str = "") -> tuple[list[str], list[Any]]:
-    """SQL conditions (on documents, aliased `table`) for a conversation's or a user's turns."""
-    where: list[str] = []
-    args: list[Any] = []
-    if conversation is not None:
-        where.append(f"{table}id >= ? AND {table}id < ?")
-        args += _span(conversation)
-    if user is not None:
-        where.append(f"json_extract({table}meta, '$.user') = ?")
-        args.append(user)
-    return where, args
-
-
-def _absolute(ans: Answer, turns: list[Recalled]) -> Answer:
-    """An answer that is a relative time the cited turn holds ("yesterday") becomes the
-    time it means ("7 May 2023"): the reader was not there when it was said."""
-    cited = {c.doc_id for c in ans.citations}
-    said = (ans.short or "").strip(" .").lower()
-    for turn in turns:
-        if turn.doc_id not in cited:
-            continue
-        for d in turn.dates:
-            if said and said == d["text"].lower():
-                ans.text = ans.text.replace(ans.short, d["value"], 1)
-                ans.short = d["value"]
-                return ans
-    return ans
-
-
-def _when(spoken_at: str, dates: list[dict[str, Any]]) -> str:
-    """'1:56 pm on 8 May, 2023; yesterday = 7 May 2023'."""
-    return "; ".join([spoken_at] * bool(spoken_at) + [f"{d['text']} = {d['value']}" for d in dates])
-
-
-def _normalised(ranking: list[tuple[int, float]]) -> dict[int, float]:
-    """Scores mapped to [0, 1] within one ranking (best 1)."""
-    if not ranking:
-        return {}
-    values = [v for _, v in ranking]
-    lo, hi = min(values), max(values)
-    return {cid: (v - lo) / (hi - lo) if hi > lo else 1.0 for cid, v in ranking}
-
-
-def spoken(at: datetime | None) -> str:
-    """'1:56 pm on 8 May, 2023'."""
-    if at is None:
-        return ""
-    hour = at.hour % 12 or 12
-    return f"{hour}:{at.minute:02d} {'am' if at.hour < 12 else 'pm'} on {at.day} {at:%B}, {at.year}"
-
-
-def _turn_text(message: dict[str, Any], i: int) -> tuple[str, str]:
-    if not isinstance(message, dict):
-        raise ValueError(f"messages[{i}]: a dict {{speaker, text}} is needed")
-    text = message.get("text", message.get("content"))
-    speaker = message.get("speaker") or message.get("role")
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"messages[{i}].text: a non-empty string is needed")
-    if not isinstance(speaker, str) or not speaker.strip():
-        raise ValueError(f"messages[{i}].speaker: a name (or role) is needed")
-    return speaker.strip(), text
-
-
-def turn_documents(messages: Sequence[dict[str, Any]], conversation: str, user: str | None,
-                   at: datetime | None, session: str | None) -> list[Document]:
-    """One document per turn (see the module's docstring)."""
-    if not isinstance(conversation, str) or not conversation.strip() or "/" in conversation:
-        raise ValueError("conversation: a non-empty id without '/' is needed")
-    turns = [_turn_text(m, i) for i, m in enumerate(messages)]
-    key = session or (at.strftime("%Y%m%dT%H%M") if at else
-                      hashlib.sha1(json.dumps(turns).encode()).hexdigest()[:10])
-    docs = []
-    for i, (message, (speaker, text)) in enumerate(zip(messages, turns)):
-        turn_id = str(message.get("id") or f"{conversation}:{key}:{i + 1}")
-        caption = message.get("image_caption")
-        dates = resolve_dates(text, at)
-        said = f"{speaker}: {text}" + (f" [image: {caption}]" if isinstance(caption, str) and caption else "")
-        meta = {"kind": "turn", "conversation": conversation, "user": user, "speaker": speaker, "turn": turn_id,
-                "at": at.isoformat() if at else None, "session": key, "index": i,
-                "dates": [d.as_dict() for d in dates], "offset": len(speaker) + 2}
-        # The title (embedded before the text, and searched) is when it was said, as people write it.
-        docs.append(Document(id=f"{conversation}/{turn_id}", title=spoken(at), text=said, source=conversation,
-                             meta=meta))
-    return docs
+# A question constrained in time ("in June", "on 13 October, 2023") adds this to the turns
+# said in that time or speaking of it; the others stay (what was said in July can be
+# about June).
+RECALL_TIME = 0.5
 
 
 class Conversations:
@@ -185,7 +68,7 @@ class Conversations:
 
     def memory(self, create: bool = True) -> "Memory | None":
         """The turns' own store (None when it does not exist and `create` is False)."""
-        from .api import Memory
+        from ..api import Memory
 
         with self._lock:
             if self._memory is None:
@@ -244,10 +127,22 @@ class Conversations:
         lexical = passages.lexical_search(query, depth, within=within)
         scores: dict[int, float] = defaultdict(float)
         for ranking, weight in ((lexical, 1.0), (dense, RECALL_DENSE)):
-            for cid, value in _normalised(ranking).items():
+            for cid, value in normalised(ranking).items():
                 scores[cid] += weight * value
-        ranked = sorted(self._spread(mem, scores).items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        scores = self._spread(mem, scores)
+        window = question_window(query)
+        if window is not None:
+            for cid in self._in_window(mem, list(scores), window):
+                scores[cid] += RECALL_TIME
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return self._turns(mem, ranked, context)
+
+    def _in_window(self, mem: "Memory", chunk_ids: list[int], window: Window) -> list[int]:
+        rows = mem.passages.sql.conn.execute(
+            "SELECT c.id, json_extract(d.meta, '$.at'), json_extract(d.meta, '$.dates') FROM chunks c "
+            "JOIN documents d ON d.id = c.doc_id WHERE c.id IN (SELECT value FROM json_each(?))",
+            (json.dumps(chunk_ids),))
+        return [cid for cid, at, dates in rows if window.meets(at, json.loads(dates or "[]"))]
 
     def _spread(self, mem: "Memory", scores: dict[int, float]) -> dict[int, float]:
         """Each scored turn gives RECALL_NEIGHBOUR of its score to its session neighbours."""
@@ -266,7 +161,7 @@ class Conversations:
                 "SELECT c.id, json_extract(d.meta, '$.session'), json_extract(d.meta, '$.index') FROM chunks c "
                 "JOIN documents d ON d.id = c.doc_id WHERE d.id >= ? AND d.id < ? "
                 "AND json_extract(d.meta, '$.session') IN (SELECT value FROM json_each(?))",
-                (*_span(conv), json.dumps(sessions)),
+                (*span(conv), json.dumps(sessions)),
             ):
                 at[(conv, session, index)] = cid
         spread = dict(scores)
@@ -281,9 +176,12 @@ class Conversations:
         return spread
 
     def ask(self, question: str, conversation: str | None = None, user: str | None = None, k: int = 10,
-            llm: Any = None, budget: int | None = None, on_token: Any = None, cancel: Any = None) -> Answer:
+            llm: Any = None, budget: int | None = None, on_token: Any = None, cancel: Any = None,
+            asker: str | None = None) -> Answer:
         """Answer from what was said: the recalled turns, dated (relative times resolved),
-        packed for the model. Citations point at turns (doc_id `<conversation>/<turn id>`)."""
+        packed for the model. Citations point at turns (doc_id `<conversation>/<turn id>`).
+        A question about one speaker is answered only from that speaker's own words
+        (`asker`: who "I" is in the question)."""
         backend = self.parent.backend(llm)
         t0 = time.perf_counter()
         turns = self.recall(question, conversation=conversation, user=user, k=k, context=0)
@@ -299,11 +197,56 @@ class Conversations:
                           context=context, short=NOT_FOUND, found=False)
         ans = answer(prep, backend, question, answer_tokens=self.parent.config.answer_tokens, on_token=on_token,
                      cancel=cancel)
-        return _absolute(ans, turns)
+        speakers = self.speakers(conversation, user)
+        person = asked_about(question, speakers, asker)
+        ans = owned(absolute(ans, turns), question, turns, speakers, person)
+        return changed(ans, self.facts(person, conversation, user)) if person else ans
+
+    def facts(self, about: str, conversation: str | None = None, user: str | None = None,
+              limit: int = 500) -> list[DatedFact]:
+        """What was said about someone ("I", "you" resolved to speaker and listener), as
+        dated facts in time order; facts a later turn replaced are kept, not `current`."""
+        mem = self.memory(create=False)
+        if mem is None:
+            return []
+        where, args = owner(conversation, user, "d.")
+        rows = mem.passages.sql.conn.execute(
+            "SELECT s.name, r.predicate, o.name, d.meta, d.text, r.start, r.end "
+            "FROM relations r JOIN entities s ON s.id = r.source_id JOIN entities o ON o.id = r.target_id "
+            "JOIN chunks c ON c.id = r.chunk_id JOIN documents d ON d.id = c.doc_id "
+            "WHERE s.key = ? AND r.kind != 'cooc'" + "".join(f" AND {w}" for w in where)
+            + " ORDER BY json_extract(d.meta, '$.at'), c.id LIMIT ?",
+            (canonical_key(about), *args, limit)).fetchall()
+        out = []
+        for subject, predicate, obj, raw, text, start, end in rows:
+            m = json.loads(raw)
+            out.append(DatedFact(subject, predicate, obj, m["turn"], m["speaker"], m.get("at"),
+                                 text[start:end].strip(), conversation=m["conversation"]))
+        return supersede(out)
+
+    def sessions(self, conversation: str | None = None, user: str | None = None) -> list[str]:
+        """The sessions remembered of a conversation (or of a user's), oldest first."""
+        mem = self.memory(create=False)
+        if mem is None:
+            return []
+        where, args = owner(conversation, user)
+        sql = ("SELECT json_extract(meta, '$.session') AS s, min(json_extract(meta, '$.at')) AS t FROM documents"
+               + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY s ORDER BY t, s")
+        return [r[0] for r in mem.passages.sql.conn.execute(sql, args)]
+
+    def speakers(self, conversation: str | None = None, user: str | None = None) -> list[str]:
+        """Who spoke in a conversation (or in a user's), most turns first."""
+        mem = self.memory(create=False)
+        if mem is None:
+            return []
+        where, args = owner(conversation, user)
+        sql = ("SELECT json_extract(meta, '$.speaker') AS s FROM documents"
+               + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY s ORDER BY count(*) DESC, s")
+        return [r[0] for r in mem.passages.sql.conn.execute(sql, args) if r[0]]
 
     def _candidates(self, mem: "Memory", conversation: str | None, user: str | None,
                     since: datetime | None, until: datetime | None) -> list[int]:
-        where, args = _owner(conversation, user, "d.")
+        where, args = owner(conversation, user, "d.")
         if since is not None:
             where.append("json_extract(d.meta, '$.at') >= ?")
             args.append(since.isoformat())
@@ -317,7 +260,7 @@ class Conversations:
 
     def _doc_ids(self, mem: "Memory", conversation: str | None, user: str | None,
                  turns: Sequence[str] | None) -> list[str]:
-        where, args = _owner(conversation, user)
+        where, args = owner(conversation, user)
         if turns:
             where.append("json_extract(meta, '$.turn') IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(list(turns)))
@@ -338,7 +281,7 @@ class Conversations:
                 id=m["turn"], conversation=m["conversation"], speaker=m["speaker"], text=doc.text[m["offset"]:],
                 at=m.get("at"), score=round(float(score), 6), user=m.get("user"), session=m.get("session"),
                 dates=m.get("dates", []), context=self._around(mem, m, context) if context else [], doc_id=doc.id,
-                chunk_id=cid, said=doc.text, when=_when(doc.title, m.get("dates", [])),
+                chunk_id=cid, said=doc.text, when=when(doc.title, m.get("dates", [])),
             ))
         return out
 
@@ -348,7 +291,7 @@ class Conversations:
             "SELECT meta, text FROM documents WHERE id >= ? AND id < ? AND json_extract(meta, '$.session') = ? "
             "AND json_extract(meta, '$.index') BETWEEN ? AND ? AND json_extract(meta, '$.index') != ? "
             "ORDER BY json_extract(meta, '$.index')",
-            (*_span(meta["conversation"]), meta["session"], meta["index"] - n,
+            (*span(meta["conversation"]), meta["session"], meta["index"] - n,
              meta["index"] + n, meta["index"]),
         ).fetchall()
         out = []
