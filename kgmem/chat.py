@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from .conversations import Recalled
-from .errors import KgmemError
 from .render import recalled_text
+from .repl import Shell, history_file, loop_plain, loop_tty
 
 ASSISTANT = "assistant"
 HISTORY_TURNS = 8  # the current session's last turns, as the model's chat history
@@ -47,11 +47,12 @@ def conversation_of(user: str) -> str:
     return "chat-" + re.sub(r"[^\w.@-]+", "_", user.strip())
 
 
-class Chat:
+class Chat(Shell):
     """One chat session of `user` with the model, remembered as it goes."""
 
     def __init__(self, memory: Any, user: str, llm: str | None = None, name: str | None = None,
                  write: Callable[[str], None] | None = None, now: datetime | None = None):
+        super().__init__(write)
         if not user or not user.strip():
             raise ValueError("chat needs a user (--user NAME)")
         self.memory = memory
@@ -63,26 +64,9 @@ class Chat:
         self.llm = llm or memory.config.llm
         self.turns: list[dict[str, Any]] = []
         self.last: list[Recalled] = []
-        self.write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
 
-    def say(self, text: str = "") -> None:
-        self.write(text + "\n")
-
-    # ------------------------------------------------------------------ one line in
-    def handle(self, line: str) -> bool:
-        """Run one input; False means leave."""
-        line = line.strip()
-        if not line:
-            return True
-        try:
-            if line.startswith(":"):
-                return self.command(line[1:].split())
-            self.reply(line)
-        except (KgmemError, ValueError, OSError) as exc:
-            self.say(f"Error: {exc}")
-        except Exception as exc:  # the prompt outlives any failing command
-            self.say(f"Error: {type(exc).__name__}: {exc}")
-        return True
+    def submit(self, line: str) -> None:
+        self.reply(line)
 
     def reply(self, message: str) -> str:
         """Answer one message (streamed through `write`), remembering both turns."""
@@ -130,7 +114,8 @@ class Chat:
                              session=self.session)
 
     # ------------------------------------------------------------------ commands
-    def command(self, parts: list[str]) -> bool:
+    def command(self, line: str) -> bool:
+        parts = line[1:].split()
         name, args = (parts[0].lower(), parts[1:]) if parts else ("help", [])
         if name in ("quit", "q", "exit"):
             return False
@@ -172,8 +157,6 @@ class Chat:
 
 
 def run_chat(memory: Any, user: str, llm: str | None = None, name: str | None = None) -> None:
-    from .repl import history_file, loop_plain, loop_tty
-
     chat = Chat(memory, user, llm, name)
     memory.backend(chat.llm)
     if memory.llm_notice:

@@ -38,19 +38,16 @@ End a line with \\ to continue it on the next. Ctrl-C stops an answer; Ctrl-D or
   :quit            leave"""
 
 
-class Repl:
-    def __init__(self, memory: Any, llm: str | None = None, write: Callable[[str], None] | None = None):
-        self.memory = memory
-        self.k = memory.config.search_k
-        self.mode = "auto"
-        self.llm = llm or memory.config.llm
-        self.last = None
+class Shell:
+    """What the REPL and `kgmem chat` share: a line in, a `:command` or a message; any
+    error is one line and the prompt goes on."""
+
+    def __init__(self, write: Callable[[str], None] | None = None):
         self.write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
 
     def say(self, text: str = "") -> None:
         self.write(text + "\n")
 
-    # ------------------------------------------------------------------ one line in
     def handle(self, line: str) -> bool:
         """Run one input; False means leave."""
         line = line.strip()
@@ -59,12 +56,31 @@ class Repl:
         try:
             if line.startswith(":"):
                 return self.command(line)
-            self.answer(line)
+            self.submit(line)
         except (KgmemError, ValueError, OSError) as exc:
             self.say(f"Error: {exc}")
         except Exception as exc:  # the prompt outlives any failing command
             self.say(f"Error: {type(exc).__name__}: {exc}")
         return True
+
+    def command(self, line: str) -> bool:
+        raise NotImplementedError
+
+    def submit(self, line: str) -> None:
+        raise NotImplementedError
+
+
+class Repl(Shell):
+    def __init__(self, memory: Any, llm: str | None = None, write: Callable[[str], None] | None = None):
+        super().__init__(write)
+        self.memory = memory
+        self.k = memory.config.search_k
+        self.mode = "auto"
+        self.llm = llm or memory.config.llm
+        self.last = None
+
+    def submit(self, line: str) -> None:
+        self.answer(line)
 
     def answer(self, question: str) -> None:
         shown: list[str] = []

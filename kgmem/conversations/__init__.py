@@ -226,22 +226,19 @@ class Conversations:
 
     def sessions(self, conversation: str | None = None, user: str | None = None) -> list[str]:
         """The sessions remembered of a conversation (or of a user's), oldest first."""
-        mem = self.memory(create=False)
-        if mem is None:
-            return []
-        where, args = owner(conversation, user)
-        sql = ("SELECT json_extract(meta, '$.session') AS s, min(json_extract(meta, '$.at')) AS t FROM documents"
-               + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY s ORDER BY t, s")
-        return [r[0] for r in mem.passages.sql.conn.execute(sql, args)]
+        return self._distinct("session", "min(json_extract(meta, '$.at')), g", conversation, user)
 
     def speakers(self, conversation: str | None = None, user: str | None = None) -> list[str]:
         """Who spoke in a conversation (or in a user's), most turns first."""
+        return self._distinct("speaker", "count(*) DESC, g", conversation, user)
+
+    def _distinct(self, field: str, order: str, conversation: str | None, user: str | None) -> list[str]:
         mem = self.memory(create=False)
         if mem is None:
             return []
         where, args = owner(conversation, user)
-        sql = ("SELECT json_extract(meta, '$.speaker') AS s FROM documents"
-               + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY s ORDER BY count(*) DESC, s")
+        sql = (f"SELECT json_extract(meta, '$.{field}') AS g FROM documents"
+               + (" WHERE " + " AND ".join(where) if where else "") + f" GROUP BY g ORDER BY {order}")
         return [r[0] for r in mem.passages.sql.conn.execute(sql, args) if r[0]]
 
     def _candidates(self, mem: "Memory", conversation: str | None, user: str | None,
