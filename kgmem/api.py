@@ -351,9 +351,9 @@ class Memory:
         return self.check_report().problems
 
     def check_report(self) -> CheckReport:
-        """`check`, with what was checked: one committed generation of the store. While
-        another process writes, vectors it has not saved yet are not counted as missing;
-        the report's note says so."""
+        """`check`, with what was checked: one committed generation of the store (and of
+        its remembered turns, problems prefixed "conversations:"). While another process
+        writes, vectors it has not saved yet are not counted as missing; the note says so."""
         sql = self.passages.sql
         fts = sql.check_fts()
         with sql.snapshot():
@@ -367,12 +367,18 @@ class Memory:
         if writing:
             note = (f"a write is under way in another process; checked generation {generation} "
                     f"without its vectors (saved up to generation {saved})")
+        turns = self.conversations.memory(create=False)  # remembered turns: a store of their own
+        if turns is not None:
+            child = turns.check_report()
+            problems += [f"conversations: {p}" for p in child.problems]
+            if child.note:
+                note = "; ".join(filter(None, [note, f"conversations: {child.note}"]))
         return CheckReport(problems, generation, note)
 
     def repair(self) -> dict[str, int]:
         """Fix what can be fixed from the stored text: rebuild the full-text index, make
         FAISS hold one vector per chunk, drop graph rows that point nowhere, and extract
-        facts for documents that have none."""
+        facts for documents that have none; the same for the remembered turns."""
         from .pipelines.ingest import backfill_graph
 
         self.passages.sql.require_writable()
@@ -387,4 +393,7 @@ class Memory:
                 done["documents_extracted"] = len(missing)
             self.graph.commit_view()
             self._after_write()
+        turns = self.conversations.memory(create=False)
+        if turns is not None:
+            done.update({f"conversations_{k}": v for k, v in turns.repair().items()})
         return done

@@ -203,6 +203,25 @@ def test_check_finds_damage_and_repair_fixes_it(tmp_path, wiki_records):
         assert mem.stats()["vectors"] == mem.stats()["chunks"]
 
 
+def test_check_and_repair_cover_the_remembered_turns(tmp_path):
+    store = tmp_path / "s"
+    turns = [{"speaker": "Ana", "text": f"I planted {n} tomato seedlings in the garden."} for n in range(3, 9)]
+    with Memory(store) as mem:
+        mem.remember(turns, conversation="garden", at="2023-05-08")
+        child = mem.conversations.memory().passages.sql.conn
+        child.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all')")
+    (store / "conversations" / "vectors.faiss").unlink()
+    proc = kgmem("check", "--store", str(store))
+    assert proc.returncode == 1 and "problem: conversations: " in proc.stdout, proc.stdout
+    fixed = kgmem("check", "--repair", "--store", str(store))
+    assert fixed.returncode == 0 and fixed.stdout.strip().endswith("ok"), fixed.stdout + fixed.stderr
+    assert "repaired: conversations " in fixed.stdout
+    with Memory(store) as mem:
+        assert mem.check() == []
+        top = mem.recall("seven tomato seedlings 7", conversation="garden", k=1)
+        assert [t.text for t in top] == [turns[4]["text"]]
+
+
 def test_a_damaged_vector_file_is_one_line_and_repair_rebuilds_it(tmp_path, wiki_records):
     store = tmp_path / "s"
     with Memory(store) as mem:
