@@ -30,7 +30,7 @@ from bench_query import peak_rss_mib  # noqa: E402
 
 from kgmem import Config, Memory  # noqa: E402
 from kgmem.graph.extract import make_extractor  # noqa: E402
-from kgmem.memory.embedder import make_embedder  # noqa: E402
+from kgmem.memory.embedders import make_embedder  # noqa: E402
 from kgmem.memory.passages import embedding_text  # noqa: E402
 
 

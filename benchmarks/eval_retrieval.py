@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from kgmem import Config, Memory  # noqa: E402
 from kgmem.config import PROFILES  # noqa: E402
 from kgmem.eval import dense_reference, format_table, load_dataset, results_json, run_eval  # noqa: E402
-from kgmem.memory.embedder import shared_embedder  # noqa: E402
+from kgmem.memory.embedders import shared_embedder  # noqa: E402
 
 
 def main() -> None:

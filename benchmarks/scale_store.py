@@ -44,7 +44,7 @@ def load_pool(corpus: list[dict], cache: Path) -> dict:
     if path.exists():
         return pickle.loads(path.read_bytes())
     from kgmem.graph.extract import shared_extractor
-    from kgmem.memory.embedder import shared_embedder
+    from kgmem.memory.embedders import shared_embedder
 
     config = Config()
     titles, sentences, owner = [], [], []

@@ -19,7 +19,7 @@ BENCH = ROOT.parent / "shared" / "bench" / "musique"
 @pytest.fixture(scope="session")
 def embedder():
     """The real all-MiniLM-L6-v2, loaded once for the whole session."""
-    from kgmem.memory.embedder import SentenceTransformerEmbedder
+    from kgmem.memory.embedders import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(threads=int(os.environ.get("KGMEM_THREADS", "2")))
 

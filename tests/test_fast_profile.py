@@ -24,7 +24,7 @@ def monkeypatch_module():
 
 
 def test_int8_embedder_stays_in_the_same_vector_space(onnx_cache, embedder, wiki_records):
-    from kgmem.memory.onnx_embedder import OnnxInt8Embedder
+    from kgmem.memory.embedders import OnnxInt8Embedder
 
     fast = OnnxInt8Embedder(threads=2)
     assert fast.path.exists() and fast.path.parent.parent == onnx_cache
@@ -57,7 +57,7 @@ def test_fastest_profile_store_is_searchable_and_remembered(onnx_cache, tmp_path
 
 def test_unknown_profile_and_runtime_are_clear_errors(tmp_path):
     from kgmem.errors import KgmemError
-    from kgmem.memory.embedder import make_embedder
+    from kgmem.memory.embedders import make_embedder
 
     with pytest.raises(ValueError, match="unknown profile"):
         Config.profile("turbo")

@@ -278,7 +278,7 @@ def test_import_leaves_the_environment_alone():
     env = {k: v for k, v in ENV.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     code = ("import os, kgmem\n"
             "assert 'HF_HUB_OFFLINE' not in os.environ\n"
-            "from kgmem.memory.embedder import SentenceTransformerEmbedder\n"
+            "from kgmem.memory.embedders import SentenceTransformerEmbedder\n"
             "assert SentenceTransformerEmbedder(threads=1).embed(['offline']).shape == (1, 384)\n"
             "import huggingface_hub.constants as hub\n"
             "print(os.environ.get('HF_HUB_OFFLINE'), hub.HF_HUB_OFFLINE)\n")

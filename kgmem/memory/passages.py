@@ -11,7 +11,7 @@ import numpy as np
 from ..config import ANSWERING, RUNTIME, STRUCTURAL, Config
 from ..errors import StoreMismatchError
 from .chunker import chunk_text
-from .embedder import Embedder, shared_embedder
+from .embedders import Embedder, shared_embedder
 from .store import Chunk, Document, NewChunk, SQLiteStore
 from .vectors import IndexSettings, VectorIndex
 

@@ -29,7 +29,7 @@ def _init(config_json: str, graph: bool) -> None:
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     from ..graph.extract import make_extractor
-    from ..memory.embedder import make_embedder
+    from ..memory.embedders import make_embedder
 
     cfg = Config.from_dict(json.loads(config_json)).replace(threads=1)
     _STATE["config"] = cfg

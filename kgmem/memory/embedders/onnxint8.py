@@ -18,9 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import cache_dir
-from ..errors import KgmemError
-from .embedder import SentenceTransformerEmbedder, model_path, token_offsets
+from ...config import cache_dir
+from ...errors import KgmemError
+from .base import model_path, token_offsets
+from .sentence import SentenceTransformerEmbedder
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
