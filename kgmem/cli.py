@@ -205,7 +205,7 @@ def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, bu
         conversation: str | None, user: str | None, as_json: bool) -> None:
     """Answer QUESTION from the store: a short answer, cited, then its sources. With
     --conversation or --user: from what was said there (remembered turns), not from documents."""
-    from .render import answer_text, reading_line
+    from .render import Reading, answer_text
 
     with _open(store) as memory:
         if as_json:
@@ -216,15 +216,10 @@ def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, bu
         memory.backend(llm)
         if memory.llm_notice:
             click.echo(f"note: {memory.llm_notice}", err=True)
-        shown: list[str] = []
-
-        def reading(prep: Any) -> None:
-            shown.extend(prep.notices)
-            click.echo(reading_line(prep), err=True)
-
+        reading = Reading(lambda line: click.echo(line, err=True))
         answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, on_context=reading,
                             on_token=lambda piece: click.echo(piece, nl=False), conversation=conversation, user=user)
-    click.echo(answer_text(answer, streamed=True, shown=shown))
+    click.echo(answer_text(answer, streamed=True, shown=reading.shown))
 
 
 @main.command()

@@ -51,6 +51,19 @@ def reading_line(prepared: Any) -> str:
             f"({ctx.prompt_tokens} tokens)…{notes}")
 
 
+class Reading:
+    """`on_context` for an answer shown as it streams: prints the reading line through
+    `echo` and keeps the notices it showed, so the answer's own notes do not repeat them."""
+
+    def __init__(self, echo: Any):
+        self.echo = echo
+        self.shown: list[str] = []
+
+    def __call__(self, prepared: Any) -> None:
+        self.shown.extend(prepared.notices)
+        self.echo(reading_line(prepared))
+
+
 def answer_text(answer: Answer, streamed: bool = False, shown: Sequence[str] = ()) -> str:
     """The cited short answer, the sentence it stands in, its notices (but those `shown`
     already, with the reading line) and the sources. With `streamed`, the short answer

@@ -10,10 +10,10 @@ from typing import Any
 from .errors import KgmemError
 from .render import (
     ProgressLine,
+    Reading,
     answer_text,
     budget_text,
     facts_text,
-    reading_line,
     recalled_text,
     report_text,
     stats_text,
@@ -83,12 +83,7 @@ class Repl(Shell):
         self.answer(line)
 
     def answer(self, question: str) -> None:
-        shown: list[str] = []
-
-        def reading(prep: Any) -> None:
-            shown.extend(prep.notices)
-            self.say(reading_line(prep))
-
+        reading = Reading(self.say)
         try:
             ans = self.memory.ask(question, k=self.k, llm=self.llm, mode=self.mode, on_token=self.write,
                                   on_context=reading)
@@ -96,7 +91,7 @@ class Repl(Shell):
             self.say("\n(answer stopped)")
             return
         self.last = ans
-        self.say(answer_text(ans, streamed=True, shown=shown))
+        self.say(answer_text(ans, streamed=True, shown=reading.shown))
 
     def command(self, line: str) -> bool:
         try:
