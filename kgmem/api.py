@@ -5,7 +5,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,31 +16,20 @@ from .graph.knowledge import KnowledgeGraph
 from .memory.lock import WriterLock
 from .memory.passages import PassageStore
 from .memory.store import Document
+from .overview import Overview, is_global
 from .pipelines.ingest import IngestReport, Progress, ingest, remove_documents
 from .pipelines.llm import Backend, make_backend, resolve
 from .pipelines.query import Answer, OnToken, Prepared, answer, prepare
 from .pipelines.readers import ReaderOptions
+from .pipelines.summarize import OnProgress, Summary
 from .retrieval.search import Searcher
 from .retrieval.types import Hit
+from .upkeep import Upkeep
 
 log = logging.getLogger("kgmem")
 
 
-@dataclass
-class CheckReport:
-    problems: list[str]
-    generation: int  # the store generation that was checked
-    note: str | None = None  # set when a live writer's unsaved vectors were left out
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "problems": self.problems, "generation": self.generation, "note": self.note}
-
-
-class Memory:
+class Memory(Upkeep):
     """A kgmem store on disk: open or create it, then ingest, search and ask.
 
     >>> with Memory("my-store") as mem:                      # doctest: +SKIP
@@ -69,6 +57,7 @@ class Memory:
         self._backends_lock = threading.Lock()
         self.llm_notice: str | None = None  # set when "auto" found no local LLM (one line for the user)
         self.conversations = Conversations(self)  # remember / recall / forget: turns in a store of their own
+        self.overview = Overview(self)  # communities, summaries, questions about a whole text or corpus
         # A writer that stopped between its SQLite commit and its vector save leaves the
         # vector file behind. Repair it now, unless a live writer holds the store (its
         # vectors are simply not saved yet).
@@ -200,13 +189,7 @@ class Memory:
     def delete(self, doc_id: str | Iterable[str]) -> int:
         """Delete documents (with their chunks and vectors; a long document with all its
         parts); returns how many chunks went."""
-        ids = [doc_id] if isinstance(doc_id, str) else list(doc_id)
-        known = self.passages.sql.document_hashes(ids)
-        parts = self.passages.sql.parts_of(i for i in ids if i not in known)  # a long document's parts
-        missing = [i for i in ids if i not in known and i not in parts]
-        if missing:
-            raise NotFoundError(f"no document with id {missing[0]!r}")
-        ids = [i for i in ids if i in known] + [p for whole in parts.values() for p in whole]
+        ids = self.document_ids([doc_id] if isinstance(doc_id, str) else list(doc_id))
         self.passages.sql.require_writable()
         with self.lock:
             self._refresh_for_write()
@@ -282,11 +265,15 @@ class Memory:
         answer as it streams; `on_context` the packed context before the model reads it;
         `cancel`, once set (by another thread), stops the model at its next token and
         raises `Cancelled`. With `conversation` (or `user`): answered from remembered turns;
-        a question about one speaker (named, or "I" = `asker`) only from that speaker's words."""
+        a question about one speaker (named, or "I" = `asker`) only from that speaker's words.
+        `mode="global"` (or, with "auto", a question about the whole memory: "What are the
+        main themes?") is answered from community summaries (see `summarize`)."""
         backend = self.backend(llm)
         if conversation is not None or user is not None:  # from what was said, not from documents
             return self.conversations.ask(question, conversation=conversation, user=user, k=k or 10, llm=backend,
                                           budget=budget, on_token=on_token, cancel=cancel, asker=asker)
+        if mode == "global" or (mode == "auto" and is_global(question)):
+            return self.overview.ask(question, llm=backend)
         prepared = self.context(question, k=k, budget=budget, llm=backend, mode=mode)
         if on_context is not None:
             on_context(prepared)
@@ -322,6 +309,20 @@ class Memory:
             "facts": facts,
         }
 
+    def summarize(self, doc_id: str | Iterable[str] | None = None, *, query: str | None = None, words: int = 150,
+                  llm: str | Backend | None = None, on_progress: OnProgress | None = None) -> Summary:
+        """A summary of about `words` words of one document (or several; None: the whole
+        store), or of what it says about `query`. Every sentence cites its passages [n]
+        (`.citations`). With a model: map-reduce over graph-selected sentences; with
+        `llm="extractive"` (or none installed): the selected sentences themselves."""
+        return self.overview.summarize(doc_id if doc_id is None or isinstance(doc_id, str) else list(doc_id),
+                                       query=query, words=words, llm=llm, on_progress=on_progress)
+
+    def communities(self, level: int | None = None, doc_id: str | None = None) -> list[Any]:
+        """Communities of passages and entities (level 0: inside a document; 1: across
+        documents), largest first; reclustered first where documents changed."""
+        return self.overview.communities(level, [doc_id] if doc_id else None)
+
     def search_modes(self) -> list[str]:
         from .retrieval.search import MODES
 
@@ -331,6 +332,16 @@ class Memory:
         """What the store holds, in id order (no text): id, title, source, chars, chunks,
         added_at, and part_of/part for the parts of a long document."""
         return self.passages.sql.list_documents(limit=limit, offset=offset, prefix=prefix)
+
+    def document_ids(self, ids: list[str]) -> list[str]:
+        """The stored documents these ids name, a long document's id naming all its parts;
+        NotFoundError for an id that names none."""
+        known = self.passages.sql.document_hashes(ids)
+        parts = self.passages.sql.parts_of(i for i in ids if i not in known)
+        missing = [i for i in ids if i not in known and i not in parts]
+        if missing:
+            raise NotFoundError(f"no document with id {missing[0]!r}")
+        return [i for i in ids if i in known] + [p for whole in parts.values() for p in whole]
 
     def get(self, doc_id: str) -> Document | None:
         return self.passages.sql.get_document(doc_id)
@@ -345,55 +356,3 @@ class Memory:
         counts["graph_extraction"] = self.config.graph_extraction
         counts["path"] = str(self.path)
         return counts
-
-    def check(self) -> list[str]:
-        """Problems found between documents, chunks, FTS, vectors and graph; [] when all agree."""
-        return self.check_report().problems
-
-    def check_report(self) -> CheckReport:
-        """`check`, with what was checked: one committed generation of the store (and of
-        its remembered turns, problems prefixed "conversations:"). While another process
-        writes, vectors it has not saved yet are not counted as missing; the note says so."""
-        sql = self.passages.sql
-        fts = sql.check_fts()
-        with sql.snapshot():
-            generation = sql.generation
-            self._reload()
-            saved = self.passages.vectors.generation
-            in_step = saved == generation
-            writing = not in_step and self.lock.busy_elsewhere()
-            problems = fts + self.passages.check(vectors=in_step or not writing) + self.graph.check()
-        note = None
-        if writing:
-            note = (f"a write is under way in another process; checked generation {generation} "
-                    f"without its vectors (saved up to generation {saved})")
-        turns = self.conversations.memory(create=False)  # remembered turns: a store of their own
-        if turns is not None:
-            child = turns.check_report()
-            problems += [f"conversations: {p}" for p in child.problems]
-            if child.note:
-                note = "; ".join(filter(None, [note, f"conversations: {child.note}"]))
-        return CheckReport(problems, generation, note)
-
-    def repair(self) -> dict[str, int]:
-        """Fix what can be fixed from the stored text: rebuild the full-text index, make
-        FAISS hold one vector per chunk, drop graph rows that point nowhere, and extract
-        facts for documents that have none; the same for the remembered turns."""
-        from .pipelines.ingest import backfill_graph
-
-        self.passages.sql.require_writable()
-        with self.lock:
-            self._reload()
-            self.passages.sql.rebuild_fts()
-            done = self.passages.reconcile()
-            done.update(self.graph.store.repair())
-            if self.config.graph:
-                missing = self.graph.missing(self.passages.sql.document_ids())
-                backfill_graph(self.passages, self.graph, missing)
-                done["documents_extracted"] = len(missing)
-            self.graph.commit_view()
-            self._after_write()
-        turns = self.conversations.memory(create=False)
-        if turns is not None:
-            done.update({f"conversations_{k}": v for k, v in turns.repair().items()})
-        return done

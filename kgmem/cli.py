@@ -194,7 +194,8 @@ def search(query: str, store: str, k: int, mode: str, as_json: bool) -> None:
 @click.argument("question")
 @_store_option
 @click.option("-k", "--k", "k", type=int, help="Passages to retrieve (default from the store's settings).")
-@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
+@click.option("--mode", type=click.Choice(MODES + ["global"]), default="auto", show_default=True,
+              help="global: answer from community summaries (auto does for questions about the whole memory).")
 @click.option("--llm", envvar="KGMEM_LLM", help="auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM). Default auto: the local model when installed, else the no-LLM reader.")
 @click.option("--budget", type=int, help="Context window in tokens (default: the model's).")
 @click.option("--conversation", help="Answer from this conversation's remembered turns.")
@@ -217,23 +218,63 @@ def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, bu
         if memory.llm_notice:
             click.echo(f"note: {memory.llm_notice}", err=True)
         reading = Reading(lambda line: click.echo(line, err=True))
+        streamed: list[str] = []
+
+        def show(piece: str) -> None:
+            streamed.append(piece)
+            click.echo(piece, nl=False)
+
         answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, on_context=reading,
-                            on_token=lambda piece: click.echo(piece, nl=False), conversation=conversation, user=user)
-    click.echo(answer_text(answer, streamed=True, shown=reading.shown))
+                            on_token=show, conversation=conversation, user=user)
+    click.echo(answer_text(answer, streamed=bool(streamed), shown=reading.shown))
 
 
 @main.command()
-@click.argument("entity")
+@click.argument("doc_id", required=False)
+@_store_option
+@click.option("--query", "-q", help="Summarise what the text says about this (a topic or a question).")
+@click.option("--words", default=150, show_default=True, help="Length of the summary.")
+@click.option("--llm", envvar="KGMEM_LLM", help="As for ask; extractive: chosen sentences, no model.")
+@_json_option
+@handle_errors
+def summarize(doc_id: str | None, store: str, query: str | None, words: int, llm: str | None, as_json: bool) -> None:
+    """Summarise DOC_ID (or, without it, the whole store), every sentence cited."""
+    from .render import progress_line, summary_text
+
+    with _open(store) as memory:
+        memory.backend(llm)
+        if memory.llm_notice and not as_json:
+            click.echo(f"note: {memory.llm_notice}", err=True)
+        show = None if as_json else (lambda p: click.echo(progress_line(p), err=True))
+        summary = memory.summarize(doc_id, query=query, words=words, llm=llm, on_progress=show)
+    click.echo(json.dumps(summary.as_dict(), ensure_ascii=False) if as_json else summary_text(summary))
+
+
+@main.command()
+@click.argument("entity", required=False)
 @_store_option
 @click.option("--hops", default=1, show_default=True, help="How far from ENTITY.")
 @click.option("--limit", default=50, show_default=True)
+@click.option("--communities", is_flag=True, help="List communities (level 0: in a document; 1: across) instead.")
+@click.option("--doc", "doc_id", help="With --communities: only this document's.")
 @_json_option
 @handle_errors
-def graph(entity: str, store: str, hops: int, limit: int, as_json: bool) -> None:
-    """Facts around ENTITY in the knowledge graph."""
+def graph(entity: str | None, store: str, hops: int, limit: int, communities: bool, doc_id: str | None,
+          as_json: bool) -> None:
+    """Facts around ENTITY in the knowledge graph (or, with --communities, its communities)."""
     from .errors import NotFoundError
-    from .render import facts_text
+    from .render import communities_text, facts_text
 
+    if communities:
+        with _open(store) as memory:
+            comms = memory.communities(doc_id=doc_id)
+        if as_json:
+            _emit({"communities": [c.as_dict() for c in comms[:limit]], "total": len(comms)})
+        else:
+            click.echo(communities_text(comms, limit))
+        return
+    if not entity:
+        raise ValueError("name an ENTITY, or use --communities")
     with _open(store) as memory:
         found = memory.graph.entity(entity)
         if found is None:

@@ -31,8 +31,10 @@ def sources_text(answer: Answer, width: int = 120) -> str:
     """The numbered sources under an answer: cited ones (*) with the supporting words,
     then the other passages that were in the context. (:sources shows everything.)"""
     cited = {c.n: c for c in answer.citations}
+    if answer.context is None:  # a global answer: its citations are its sources
+        return citations_text(answer.citations, width)
     lines = []
-    for src in answer.context.sources if answer.context else []:
+    for src in answer.context.sources:
         if src.n not in cited and not src.packed:
             continue  # behind a fact that the answer did not use
         mark = "*" if src.n in cited else " "
@@ -40,6 +42,49 @@ def sources_text(answer: Answer, width: int = 120) -> str:
         if src.n in cited:
             lines.append("      " + shorten(cited[src.n].quote, width))
     return "\n".join(lines) if lines else "(no sources)"
+
+
+def citations_text(citations: Sequence[Any], width: int = 120) -> str:
+    lines = []
+    for c in citations:
+        lines.append(f"[{c.n}] {c.title or c.doc_id} — {c.doc_id} [{c.start}:{c.end}]")
+        lines.append("      " + shorten(c.quote, width))
+    return "\n".join(lines) if lines else "(no sources)"
+
+
+def summary_text(summary: Any) -> str:
+    """A summary, wrapped, then what it cost and its sources."""
+    body = textwrap.fill(summary.text, 100)
+    cost = (f"{summary.words} words from {summary.passages_read} passages, {summary.backend}"
+            + (f", {summary.tokens_read} tokens read by the model in {max(summary.groups, 1)} "
+               f"part{'s' if summary.groups > 1 else ''}" if summary.tokens_read else "")
+            + f", {summary.timings.get('total', 0):.1f}s")
+    notes = [f"note: {n}" for n in summary.notices]
+    return "\n".join([body, *notes, "", f"({cost})", "", "Sources:", citations_text(summary.citations)])
+
+
+def progress_line(p: Any) -> str:
+    """One line of a summary's progress (SummaryProgress)."""
+    if p.stage == "select":
+        return f"read {p.passages} passages, chose the sentences…"
+    if p.stage == "group":
+        eta = f", about {p.eta:.0f}s left" if p.eta is not None else ""
+        return f"summarised part {p.groups_done}/{p.groups} ({p.elapsed:.0f}s{eta})…"
+    if p.stage == "combine":
+        return f"combined {p.groups} parts ({p.elapsed:.0f}s)"
+    return f"done in {p.elapsed:.1f}s"
+
+
+def communities_text(comms: Sequence[Any], limit: int = 30) -> str:
+    if not comms:
+        return "no communities (the store is empty, or its graph is off)"
+    lines = []
+    for c in comms[:limit]:
+        where = c.doc_id or f"{len(c.children)} communities"
+        lines.append(f"#{c.id} level {c.level}  {c.size} passages  ({where})  {', '.join(c.top[:6])}")
+    if len(comms) > limit:
+        lines.append(f"… {len(comms) - limit} more")
+    return "\n".join(lines)
 
 
 def reading_line(prepared: Any) -> str:

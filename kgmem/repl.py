@@ -13,10 +13,13 @@ from .render import (
     Reading,
     answer_text,
     budget_text,
+    communities_text,
     facts_text,
+    progress_line,
     recalled_text,
     report_text,
     stats_text,
+    summary_text,
 )
 
 HELP = """\
@@ -29,9 +32,11 @@ End a line with \\ to continue it on the next. Ctrl-C stops an answer; Ctrl-D or
   :graph NAME      facts and neighbours of an entity
   :budget          token use of the last context, section by section
   :k N             passages to retrieve (now {k})
-  :mode MODE       auto | dense | lexical | hybrid | graph (now {mode})
+  :mode MODE       auto | dense | lexical | hybrid | graph | global (now {mode})
   :llm SPEC        auto | llama[:MODEL|PATH] | openai[:MODEL] | extractive (now {llm})
   :ingest PATH...  add files or directories (progress as it goes)
+  :summarize [DOC] summary of a document (none: the whole store), progress as it goes
+  :communities     the store's communities (topics) with their top entities
   :recall QUERY    remembered conversation turns that match (kgmem chat, Memory.remember)
   :forget ID...    forget these remembered turns
   :stats           store counts
@@ -84,14 +89,20 @@ class Repl(Shell):
 
     def answer(self, question: str) -> None:
         reading = Reading(self.say)
+        streamed: list[str] = []
+
+        def show(piece: str) -> None:
+            streamed.append(piece)
+            self.write(piece)
+
         try:
-            ans = self.memory.ask(question, k=self.k, llm=self.llm, mode=self.mode, on_token=self.write,
+            ans = self.memory.ask(question, k=self.k, llm=self.llm, mode=self.mode, on_token=show,
                                   on_context=reading)
         except KeyboardInterrupt:
             self.say("\n(answer stopped)")
             return
         self.last = ans
-        self.say(answer_text(ans, streamed=True, shown=reading.shown))
+        self.say(answer_text(ans, streamed=bool(streamed), shown=reading.shown))
 
     def command(self, line: str) -> bool:
         try:
@@ -106,7 +117,10 @@ class Repl(Shell):
             self.say(HELP.format(k=self.k, mode=self.mode, llm=self.llm))
         elif name == "sources":
             self._need_answer()
-            for src in self.last.context.sources:
+            if self.last.context is None:  # a global answer: the passages its summaries cite
+                for c in self.last.citations:
+                    self.say(f"[{c.n}] {c.title or c.doc_id} — {c.doc_id} [{c.start}:{c.end}]\n{c.quote}\n")
+            for src in self.last.context.sources if self.last.context else []:
                 where = f"{src.doc_id} [{src.start}:{src.end}]"
                 self.say(f"[{src.n}] {src.title or src.doc_id} — {where}")
                 text = src.text or self.memory.get(src.doc_id).text[src.start : src.end]
@@ -146,8 +160,8 @@ class Repl(Shell):
             self.k = int(args[0])
             self.say(f"k = {self.k}")
         elif name == "mode":
-            if not args or args[0] not in ("auto", "dense", "lexical", "hybrid", "graph"):
-                raise ValueError("usage: :mode auto|dense|lexical|hybrid|graph")
+            if not args or args[0] not in ("auto", "dense", "lexical", "hybrid", "graph", "global"):
+                raise ValueError("usage: :mode auto|dense|lexical|hybrid|graph|global")
             self.mode = args[0]
             self.say(f"mode = {self.mode}")
         elif name == "llm":
@@ -160,6 +174,12 @@ class Repl(Shell):
             self.say(stats_text(self.memory.stats()))
         elif name == "ingest":
             self.ingest(args)
+        elif name in ("summarize", "summarise"):
+            summary = self.memory.summarize(args[0] if args else None, llm=self.llm,
+                                            on_progress=lambda p: self.say(progress_line(p)))
+            self.say(summary_text(summary))
+        elif name == "communities":
+            self.say(communities_text(self.memory.communities(), limit=25))
         elif name == "recall":
             if not rest:
                 raise ValueError("usage: :recall QUERY")

@@ -80,6 +80,7 @@ class LlamaBackend(ChatBackend):
         params = xllamacpp.CommonParams()
         params.model.path = str(self.path)
         params.n_ctx = max(context_window, 4096)  # room for larger --budget values
+        self.max_window = params.n_ctx  # what one call may hold (summaries use it all)
         params.n_parallel = 1
         params.n_batch = min(512, context_window)
         params.cpuparams.n_threads = threads

@@ -1,0 +1,75 @@
+"""Checking and repairing a store: the part of `Memory` that keeps it whole."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class CheckReport:
+    problems: list[str]
+    generation: int  # the store generation that was checked
+    note: str | None = None  # set when a live writer's unsaved vectors were left out
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "problems": self.problems, "generation": self.generation, "note": self.note}
+
+
+class Upkeep:
+    """Mixed into `Memory`: check, check_report, repair."""
+
+    def check(self) -> list[str]:
+        """Problems found between documents, chunks, FTS, vectors and graph; [] when all agree."""
+        return self.check_report().problems
+
+    def check_report(self) -> CheckReport:
+        """`check`, with what was checked: one committed generation of the store (and of
+        its remembered turns, problems prefixed "conversations:"). While another process
+        writes, vectors it has not saved yet are not counted as missing; the note says so."""
+        sql = self.passages.sql
+        fts = sql.check_fts()
+        with sql.snapshot():
+            generation = sql.generation
+            self._reload()
+            saved = self.passages.vectors.generation
+            in_step = saved == generation
+            writing = not in_step and self.lock.busy_elsewhere()
+            problems = fts + self.passages.check(vectors=in_step or not writing) + self.graph.check()
+        note = None
+        if writing:
+            note = (f"a write is under way in another process; checked generation {generation} "
+                    f"without its vectors (saved up to generation {saved})")
+        turns = self.conversations.memory(create=False)  # remembered turns: a store of their own
+        if turns is not None:
+            child = turns.check_report()
+            problems += [f"conversations: {p}" for p in child.problems]
+            if child.note:
+                note = "; ".join(filter(None, [note, f"conversations: {child.note}"]))
+        return CheckReport(problems, generation, note)
+
+    def repair(self) -> dict[str, int]:
+        """Fix what can be fixed from the stored text: rebuild the full-text index, make
+        FAISS hold one vector per chunk, drop graph rows that point nowhere, and extract
+        facts for documents that have none; the same for the remembered turns."""
+        from .pipelines.ingest import backfill_graph
+
+        self.passages.sql.require_writable()
+        with self.lock:
+            self._reload()
+            self.passages.sql.rebuild_fts()
+            done = self.passages.reconcile()
+            done.update(self.graph.store.repair())
+            if self.config.graph:
+                missing = self.graph.missing(self.passages.sql.document_ids())
+                backfill_graph(self.passages, self.graph, missing)
+                done["documents_extracted"] = len(missing)
+            self.graph.commit_view()
+            self._after_write()
+        turns = self.conversations.memory(create=False)
+        if turns is not None:
+            done.update({f"conversations_{k}": v for k, v in turns.repair().items()})
+        return done
