@@ -74,7 +74,7 @@ def strip(text: str) -> str:
     return re.sub(r"\[\d+\]", "", text)
 
 
-def truncate(mem: Memory, backend, text: str, query: str, words: int) -> tuple[str, int]:
+def truncate(backend, text: str, query: str, words: int) -> tuple[str, int]:
     out_tokens = int(words * 1.6) + 40
     room = window_of(backend) - out_tokens - backend.count_tokens(SYSTEM) - 120
     ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"][:room]
@@ -141,7 +141,7 @@ def main() -> None:
                 if m == "textrank":
                     text, tokens = textrank(doc["text"], words), 0
                 elif m == "truncate":
-                    text, tokens = truncate(mem, backend, doc["text"], q["query"], words)
+                    text, tokens = truncate(backend, doc["text"], q["query"], words)
                 else:
                     s = mem.summarize(q["doc_id"], query=None if kind == "general" else q["query"], words=words,
                                       llm="extractive" if m == "kgmem-extractive" else args.llm)

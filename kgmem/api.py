@@ -16,7 +16,7 @@ from .graph.knowledge import KnowledgeGraph
 from .memory.lock import WriterLock
 from .memory.passages import PassageStore
 from .memory.store import Document
-from .overview import Overview, is_global
+from .overview import Overview, wants_global
 from .pipelines.ingest import IngestReport, Progress, ingest, remove_documents
 from .pipelines.llm import Backend, make_backend, resolve
 from .pipelines.query import Answer, OnToken, Prepared, answer, prepare
@@ -272,7 +272,7 @@ class Memory(Upkeep):
         if conversation is not None or user is not None:  # from what was said, not from documents
             return self.conversations.ask(question, conversation=conversation, user=user, k=k or 10, llm=backend,
                                           budget=budget, on_token=on_token, cancel=cancel, asker=asker)
-        if mode == "global" or (mode == "auto" and is_global(question)):
+        if wants_global(question, mode):
             return self.overview.ask(question, llm=backend)
         prepared = self.context(question, k=k, budget=budget, llm=backend, mode=mode)
         if on_context is not None:

@@ -44,6 +44,12 @@ def is_global(question: str) -> bool:
     return bool(GLOBAL.search(question))
 
 
+def wants_global(question: str, mode: str) -> bool:
+    """Is this ask answered from community summaries: `mode="global"`, or "auto" and a
+    question about the whole memory?"""
+    return mode == "global" or (mode == "auto" and is_global(question))
+
+
 class Overview:
     def __init__(self, memory: "Memory"):
         self.memory = memory
@@ -57,12 +63,13 @@ class Overview:
 
     def update(self, progress: Callable[[int, int], None] | None = None) -> UpdateReport:
         """Recluster the documents added or changed since the last time (writer lock held
-        meanwhile); nothing to do costs one query."""
+        meanwhile); nothing to do costs one read of the documents' hashes."""
         mem = self.memory
         mem._reload()
         changed, corpus = self.store.stale()
         if not (changed or corpus):
-            return self.store.update()
+            counts = self.store.counts()
+            return UpdateReport(0, counts["communities"], counts["topics"])
         mem.passages.sql.require_writable()
         with mem.lock:
             return self.store.update(progress)

@@ -166,8 +166,9 @@ class Communities:
             g.add_edge(("c", chunk), ("e", entity), weight=float(n))
         rank = nx.pagerank(g, weight="weight") if g.number_of_edges() else {n: 1.0 for n in g}
         parts = nx.community.louvain_communities(g, weight="weight", seed=SEED) if g.number_of_edges() else [set(g)]
-        groups = [sorted((n[1] for n in part if n[0] == "c"), key=chunks.index) for part in parts]
-        groups = sorted((grp for grp in groups if grp), key=lambda grp: chunks.index(grp[0]))
+        order = {c: i for i, c in enumerate(chunks)}
+        groups = [sorted((n[1] for n in part if n[0] == "c"), key=order.__getitem__) for part in parts]
+        groups = sorted((grp for grp in groups if grp), key=lambda grp: order[grp[0]])
         for grp in groups:
             counts: Counter = Counter()
             for c in grp:
@@ -289,6 +290,19 @@ class Communities:
         for c in out:
             c.chunks = [chunk for _, chunk in sorted(members.get(c.id, []), key=lambda rc: (-rc[0], rc[1]))]
             c.children = kids.get(c.id, [])
+        return out
+
+    def homes(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """Each chunk's level-0 community."""
+        out: dict[int, int] = {}
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            out.update(self.conn.execute(
+                "SELECT cc.chunk_id, cc.community_id FROM community_chunks cc JOIN communities c "
+                f"ON c.id = cc.community_id AND c.level = 0 WHERE cc.chunk_id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall())
         return out
 
     def counts(self) -> dict[str, int]:

@@ -115,7 +115,8 @@ def select(
     for i in chosen:
         for e in sentences[i].entities:
             covered[e] += 1
-    pool = [i for i, s in enumerate(sentences) if s.words >= MIN_WORDS and i not in set(chosen)]
+    taken = set(chosen)
+    pool = [i for i, s in enumerate(sentences) if s.words >= MIN_WORDS and i not in taken]
     while pool and used < words:
         best, best_gain = -1, 0.0
         for i in pool:

@@ -106,16 +106,17 @@ class Summarizer:
             ids = community.chunks[:MAX_CANDIDATES]
             found = self.passages.chunks(ids)
             return [found[c] for c in ids if c in found], {c: 1.0 / (i + 1) for i, c in enumerate(ids)}, {}
-        comms = self.communities.list(level=0, doc_ids=list(doc_ids) if doc_ids is not None else None)
-        home = {c: comm.id for comm in comms for c in comm.chunks}
-        if not query and LEAD_WORDS and doc_ids:  # the document's opening is a candidate (see _lead)
-            first = self.passages.sql.conn.execute(
-                "SELECT id FROM chunks WHERE ord = 0 AND doc_id = ?", (sorted(doc_ids)[0],)).fetchone()
-            comms = [Community(-1, 0, None, None, "", 1, [], [first[0]])] * bool(first) + comms
-        if query:
+        if query:  # only the chosen passages' communities are needed
             ids = self._near(query, doc_ids)
             rank = {c: 1.0 / (i + 1) for i, c in enumerate(ids)}
+            home = self.communities.homes(ids)
         else:
+            comms = self.communities.list(level=0, doc_ids=list(doc_ids) if doc_ids is not None else None)
+            home = {c: comm.id for comm in comms for c in comm.chunks}
+            if LEAD_WORDS and doc_ids:  # the document's opening is a candidate (see _lead)
+                first = self.passages.sql.conn.execute(
+                    "SELECT id FROM chunks WHERE ord = 0 AND doc_id = ?", (sorted(doc_ids)[0],)).fetchone()
+                comms = [Community(-1, 0, None, None, "", 1, [], [first[0]])] * bool(first) + comms
             total = sum(c.size for c in comms) or 1
             room = min(MAX_CANDIDATES, total)
             ids, rank = [], {}

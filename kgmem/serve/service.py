@@ -29,7 +29,7 @@ from ..config import Config
 from ..conversations import Recalled
 from ..errors import Cancelled, KgmemError, NotFoundError
 from ..memory.store import Document
-from ..overview import is_global
+from ..overview import wants_global
 from ..pipelines.ingest import IngestReport
 from ..pipelines.query import Answer
 from ..pipelines.readers import SUPPORTED, Failure, ReaderOptions, iter_documents, record_to_document
@@ -220,8 +220,7 @@ class Service:
         try:
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled("the client left")
-            if (self._writer is not None and conversation is None and user is None
-                    and (mode == "global" or (mode == "auto" and is_global(question)))):
+            if self._writer is not None and conversation is None and user is None and wants_global(question, mode):
                 self._write(lambda mem: mem.overview.update())  # communities: reclustered by the writer
             return self.reader.ask(question, k=k, budget=budget, llm=self.llm, mode=mode, on_token=on_token,
                                    cancel=cancelled, conversation=conversation, user=user, asker=asker)
