@@ -284,3 +284,59 @@ def test_readers_keep_their_matrix_while_a_write_is_under_way(tmp_path, embedder
         reader.graph.neighbors("American Psychological Association", limit=10**6)
     assert len(reader.graph.neighbors("American Psychological Association", hops=3, limit=5)) == 5
     reader.close()
+
+
+def test_document_subject_is_the_title_without_its_disambiguation():
+    from kgmem.graph.extract import document_subject
+
+    assert document_subject("The Prestige (film)") == "The Prestige"
+    assert document_subject("Leland, North Carolina") == "Leland, North Carolina"
+    assert document_subject("notes", source="/home/me/notes.txt") is None  # only the file's name
+    assert document_subject("8 May 2023", voice={"first": "Ann"}) is None  # a conversation's turn
+    assert document_subject("") is None and document_subject("1999") is None
+    assert document_subject("one two three four five six seven eight nine") is None  # not a name
+
+
+def test_the_subject_is_an_entity_of_every_chunk_and_pronouns_resolve_to_it(extractor):
+    from kgmem.graph.resolve import canonical_key
+
+    texts = ["Christopher Edward Nolan is a British-American film director. He was born in Westminster.",
+             "It was directed by Christopher Nolan and released in 2006."]
+    nolan, prestige = extractor.extract(texts, None, ["Christopher Nolan", "The Prestige"])
+    rels = {(f.mentions[r.source].key, r.predicate, f.mentions[r.target].key)
+            for f in (nolan, prestige) for r in f.relations}
+    # "He" opens a sentence as its subject: the fact is about the document's subject.
+    assert ("christopher nolan", "born_in", "westminster") in rels
+    assert ("christopher nolan", "directed", "prestige") in rels  # "It": the film
+    assert nolan.subject == "christopher nolan" and prestige.subject == canonical_key("The Prestige")
+    # A chunk that never names its subject still mentions it, with a zero-width span.
+    (bare,) = extractor.extract(["The film stars Hugh Jackman."], None, ["The Prestige"])
+    assert [(m.key, m.start, m.end) for m in bare.mentions if m.key == "prestige"] == [("prestige", 0, 0)]
+    (plain,) = extractor.extract(["He was born in Westminster."])
+    assert all(m.text != "He" for m in plain.mentions)  # no subject given: the pronoun stays a pronoun
+
+
+def test_the_walk_prefers_the_passage_about_an_entity_to_those_that_name_it(memory):
+    memory.ingest([  # the passage about Leeds comes last: a tie in the walk would rank it last
+        *({"id": f"visit-{i}", "title": f"Trip {i}",
+           "text": f"In {1990 + i} the band {name} played a concert in Leeds and then in Sheffield."}
+          for i, name in enumerate(["Pulp", "Blur", "Oasis", "Suede", "Elastica"])),
+        {"id": "leeds", "title": "Leeds", "text": "The city lies on the River Aire in West Yorkshire. "
+         "It has the largest shopping centre of the county."},
+    ])
+    subject_of = dict(memory.passages.sql.conn.execute(
+        "SELECT g.doc_id, e.key FROM graph_documents g JOIN entities e ON e.id = g.subject_id"))
+    assert subject_of["leeds"] == "leeds" and subject_of["visit-0"] == "trip 0"
+    ranking = memory._searcher.graph.rank("Leeds", 3)  # the walk alone, no dense seeds
+    top = memory.passages.chunks([ranking.chunks[0][0]])[ranking.chunks[0][0]]
+    assert top.doc_id == "leeds"  # five passages name Leeds; one is about it
+
+
+def test_a_ranking_with_its_own_rrf_constant_counts_its_first_ranks_more():
+    from kgmem.retrieval.fusion import reciprocal_rank_fusion
+
+    rankings = {"walk": [(1, 0.0), (2, 0.0), (3, 0.0)], "dense": [(3, 0.0), (4, 0.0), (1, 0.0)]}
+    plain = [item for item, _ in reciprocal_rank_fusion(rankings)]
+    sharp = [item for item, _ in reciprocal_rank_fusion(rankings, k_of={"walk": 5})]
+    assert plain[:2] == [1, 3] or plain[:2] == [3, 1]  # symmetric: 1st+3rd each
+    assert sharp[0] == 1 and sharp.index(2) < sharp.index(4)  # the walk's top now leads

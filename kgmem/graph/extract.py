@@ -8,12 +8,19 @@ Nodes are named entities and salient noun phrases. Edges are
 A text may come with its voice: who "I" and "you" are (a conversation's speaker and
 listener). Then first- and second-person pronouns are mentions of those people, so
 "I ran a charity race" is a fact about the speaker and "my kids" (speaker, have, kids).
+A text may also come with its subject: the title of the document it belongs to ("Ohio
+River", "The Prestige" for "The Prestige (film)"). The subject is then an entity of every
+chunk of the document, even one that never names it, and a sentence that opens with
+"He", "She", "It" or "They" as its subject is about it: "He was born in Leeds" gives
+(subject, born_in, Leeds).
 Every mention and relation keeps its character span within the chunk text.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from .resolve import canonical_key
@@ -36,6 +43,32 @@ OBJ_DEPS = {"dobj", "attr", "oprd", "dative", "obj"}
 # ~14% of the pipeline's time here) is swapped for a table lookup of the same
 # tag → POS mapping: noun chunks and the lemmatizer need POS, nothing else it sets.
 NEEDED_PIPES = ("tok2vec", "tagger", "parser", "kgmem_tag_pos", "lemmatizer", "ner")
+
+
+# Sentence-opening subject pronouns that stand for the document's subject, and the
+# subject labels each may refer to (None: the subject's kind is unknown in the chunk).
+SUBJECT_PRONOUNS = {
+    "he": {"PERSON", None}, "she": {"PERSON", None},
+    "it": {"ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "NP", None},
+    "they": {"ORG", "NORP", "GPE", "NP", None},
+}
+_DISAMBIGUATION = re.compile(r"\s*\([^()]*\)\s*$")
+MAX_SUBJECT_WORDS = 8
+
+
+def document_subject(title: str, source: str = "", voice: Voice | None = None) -> str | None:
+    """The entity a document is about: its title without a trailing "(film)"-style
+    disambiguation. None for a conversation (its turns have speakers, not a subject),
+    a title that is only the file's name, or a title too long to be a name."""
+    if voice or not title:
+        return None
+    if source and PurePath(source).stem == title:
+        return None  # the reader fell back to the file name: says nothing about the text
+    name = _DISAMBIGUATION.sub("", title).strip() or title.strip()
+    key = canonical_key(name)
+    if len(key) < 2 or len(key.split()) > MAX_SUBJECT_WORDS or key.isdigit():
+        return None
+    return name
 
 
 @dataclass
@@ -61,6 +94,7 @@ class Relation:
 class ChunkFacts:
     mentions: list[Mention] = field(default_factory=list)
     relations: list[Relation] = field(default_factory=list)
+    subject: str | None = None  # the key of the document's subject, one of the mentions' keys
 
 
 class TagToPos:
@@ -165,14 +199,17 @@ class Extractor:
         self.n_process = n_process
         self.noun_phrases = noun_phrases
 
-    def extract(self, texts: Sequence[str], voices: Sequence[Voice | None] | None = None) -> list[ChunkFacts]:
-        """Facts of each text; `voices[i]` says who "I" and "you" are in text i."""
+    def extract(self, texts: Sequence[str], voices: Sequence[Voice | None] | None = None,
+                subjects: Sequence[str | None] | None = None) -> list[ChunkFacts]:
+        """Facts of each text; `voices[i]` says who "I" and "you" are in text i, and
+        `subjects[i]` what its document is about (`document_subject`)."""
         # spaCy keeps every new string and lexeme it meets for the life of the model: a
         # long ingest grew ~15 KB per document that way. A memory zone (spaCy 3.8)
         # forgets what was added inside it; the facts are plain Python values.
         with self.nlp.memory_zone():
             docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process)
-            return [facts_of(doc, self.noun_phrases, voices[i] if voices else None) for i, doc in enumerate(docs)]
+            return [facts_of(doc, self.noun_phrases, voices[i] if voices else None, subjects[i] if subjects else None)
+                    for i, doc in enumerate(docs)]
 
 
 def _trim_noun_chunk(span: Any) -> tuple[int, int] | None:
@@ -230,7 +267,7 @@ def _lemma(tok: Any) -> str:
     return "be" if tok.lower_ in _BE else tok.lemma_.lower()
 
 
-def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None) -> ChunkFacts:
+def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None, subject: str | None = None) -> ChunkFacts:
     facts = ChunkFacts()
     token_mention: dict[int, int] = {}
 
@@ -268,6 +305,9 @@ def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None) ->
             for person, words in PERSONS.items():
                 if voice.get(person) and tok.lower_ in words and tok.pos_ == "PRON":
                     add(tok.i, tok.i + 1, "PERSON", voice[person])
+
+    if subject:
+        _add_subject(doc, facts, subject, add)
 
     def mention_of(tok: Any) -> int | None:
         return token_mention.get(tok.i)
@@ -377,6 +417,31 @@ def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None) ->
                 if facts.mentions[a].key != facts.mentions[b].key:
                     facts.relations.append(Relation(a, b, "co_occurs", "cooc", sent.start_char, sent.end_char))
     return facts
+
+
+def _add_subject(doc: Any, facts: ChunkFacts, subject: str, add: Any) -> None:
+    """The document's subject as a mention of this chunk: where a sentence opens with a
+    pronoun standing for it, and otherwise (when no mention names it) as a zero-width
+    mention at the chunk's start, which ties the chunk to it in the graph."""
+    key = canonical_key(subject)
+    if not key or len(key) < 2:
+        return
+    named = [m for m in facts.mentions if m.key == key]
+    label = next((m.label for m in named if m.label != NOUN_PHRASE), NOUN_PHRASE if named else None)
+    resolved = False
+    for sent in doc.sents:
+        tok = next((t for t in sent if not (t.is_punct or t.is_space)), None)
+        if tok is None or tok.dep_ not in ("nsubj", "nsubjpass"):
+            continue
+        fits = SUBJECT_PRONOUNS.get(tok.lower_)
+        if fits is None or label not in fits:
+            continue
+        # "He" when nothing says what the subject is: read as a person.
+        add(tok.i, tok.i + 1, label or ("PERSON" if tok.lower_ in ("he", "she") else NOUN_PHRASE), subject)
+        resolved = True
+    if not named and not resolved:
+        facts.mentions.append(Mention(key, subject, NOUN_PHRASE, 0, 0))
+    facts.subject = key
 
 
 _LOADED: dict[tuple[str, str], Extractor] = {}

@@ -80,8 +80,9 @@ class KnowledgeGraph:
             self._extractor = shared_extractor(self.spacy_model, self.extraction)
         return self._extractor
 
-    def extract(self, texts: list[str], voices: Sequence[Voice | None] | None = None) -> list[ChunkFacts]:
-        return self.extractor.extract(texts, voices)
+    def extract(self, texts: list[str], voices: Sequence[Voice | None] | None = None,
+                subjects: Sequence[str | None] | None = None) -> list[ChunkFacts]:
+        return self.extractor.extract(texts, voices, subjects)
 
     def write(self, doc_id: str, chunks: Sequence[tuple[int, int]], facts: Sequence[ChunkFacts]) -> None:
         self.store.write(doc_id, chunks, facts)

@@ -77,6 +77,16 @@ GRAPH_MIGRATIONS = [
             SELECT DISTINCT c.doc_id FROM mentions m JOIN chunks c ON c.id = m.chunk_id;
         """,
     ),
+    Migration(
+        "graph",
+        "0003_document_subjects",
+        """
+        -- The entity a document is about (its title, extract.document_subject): the graph
+        -- walk sends an entity's mass to the passages about it before those that only
+        -- mention it. Null for documents written before, or with no subject.
+        ALTER TABLE graph_documents ADD COLUMN subject_id INTEGER;
+        """,
+    ),
 ]
 
 
@@ -151,6 +161,10 @@ class GraphStore:
                 "INSERT OR REPLACE INTO aliases(alias_key, entity_id, kind, doc_id) VALUES (?, ?, ?, ?)",
                 (link.alias_key, ids[link.target_key], link.kind, doc_id),
             )
+        subject = next((f.subject for f in facts if f.subject), None)
+        if subject is not None:
+            self.conn.execute("UPDATE graph_documents SET subject_id = ? WHERE doc_id = ?",
+                              (ids.get(redirect.get(subject, subject)), doc_id))
         self.pending.touched.update(ids.values())
         for (chunk_id, offset), f in zip(chunks, facts):
             ent = [ids[redirect.get(m.key, m.key)] for m in f.mentions]

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..graph.extract import document_subject
 from ..memory.passages import PassageStore
 from ..memory.store import Document
-from .prepare import Prepared, prepare_batch, release_memory
 from .parts import split_document
+from .prepare import Prepared, prepare_batch, release_memory
 from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
 
 
@@ -24,7 +25,8 @@ class GraphWriter(Protocol):
 
     extractor: Any  # has extract(texts) -> facts; loaded on first use
 
-    def extract(self, texts: list[str], voices: list[Any] | None = None) -> list[Any]: ...
+    def extract(self, texts: list[str], voices: list[Any] | None = None,
+                subjects: list[str | None] | None = None) -> list[Any]: ...
 
     def write(self, doc_id: str, chunks: list[tuple[int, int]], facts: list[Any]) -> None: ...
 
@@ -327,8 +329,11 @@ def backfill_graph(passages: PassageStore, graph: GraphWriter, doc_ids: list[str
     if not doc_ids:
         return
     stored = {d: passages.sql.chunks_of(d) for d in doc_ids}
-    voices = {d: (doc.meta.get("voice") if (doc := passages.sql.get_document(d)) else None) for d in doc_ids}
-    facts = graph.extract([c.text for d in doc_ids for c in stored[d]], [voices[d] for d in doc_ids for _ in stored[d]])
+    docs = {d: passages.sql.get_document(d) for d in doc_ids}
+    voices = {d: (doc.meta.get("voice") if doc else None) for d, doc in docs.items()}
+    subjects = {d: (document_subject(doc.title, doc.source, voices[d]) if doc else None) for d, doc in docs.items()}
+    facts = graph.extract([c.text for d in doc_ids for c in stored[d]], [voices[d] for d in doc_ids for _ in stored[d]],
+                          [subjects[d] for d in doc_ids for _ in stored[d]])
     offset = 0
     with passages.sql.transaction():
         graph.forget_documents(doc_ids)  # a partial extraction (repair) is replaced, never doubled

@@ -10,6 +10,7 @@ import ctypes.util
 from dataclasses import dataclass
 from typing import Any
 
+from ..graph.extract import document_subject
 from ..memory.passages import chunk_document, embedding_text
 from ..memory.store import Document, NewChunk
 
@@ -29,7 +30,11 @@ def prepare_batch(docs: list[Document], embedder: Any, extractor: Any, config: A
     pairs = [(doc.title, ch.text) for doc, cs in zip(docs, chunks) for ch in cs]
     vectors = embedder.embed([embedding_text(t, x) for t, x in pairs])
     voices = [doc.meta.get("voice") for doc, cs in zip(docs, chunks) for _ in cs]
-    facts = extractor.extract([x for _, x in pairs], voices if any(voices) else None) if extractor is not None else None
+    subjects = [document_subject(doc.title, doc.source, doc.meta.get("voice"))
+                for doc, cs in zip(docs, chunks) for _ in cs]
+    facts = None
+    if extractor is not None:
+        facts = extractor.extract([x for _, x in pairs], voices if any(voices) else None, subjects)
     return Prepared(chunks, vectors, facts)
 
 

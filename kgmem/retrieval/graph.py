@@ -8,6 +8,9 @@ The restart vector holds the question's entities (hubs damped by 1/log degree) a
 the top dense passages, weighted by their scores, as HippoRAG 2 does; chunks are
 ranked by the mass they collect. A chunk two or three hops away — sharing no word
 with the question but an entity with a passage that does — gets mass this way.
+An entity's mass flows to the passages of the document about it (whose title it is)
+with `subject_weight` times the weight of a passage that merely mentions it: the
+second hop's passage, about the bridge entity, is found before the hundred that name it.
 The matrix is built from the tables once per graph generation and cached in memory
 and on disk; a query is a local push from the restart nodes, whose cost does not
 grow with the corpus.
@@ -46,6 +49,9 @@ class GraphSettings:
     # mostly from what the question names, a little from what dense search found.
     dense_seed_weight: float = 0.2
     relation_weight: float = 1.0
+    # Weight of entity -> passage edges where the passage's document is about the entity
+    # (measured flat from 2 to 30 on MuSiQue and HotpotQA; README "Quality").
+    subject_weight: float = 5.0
     max_ngram: int = 6
     entity_scores: int = 200  # how many of the walk's best entities a ranking reports
 
@@ -96,12 +102,12 @@ class _Matrix:
         self.degree_out = np.diff(self.indptr)
 
     @classmethod
-    def build(cls, sql: SQLiteStore, relation_weight: float) -> "_Matrix":
+    def build(cls, sql: SQLiteStore, relation_weight: float, subject_weight: float = 1.0) -> "_Matrix":
         with sql.snapshot() as conn:  # ids, mentions and relations of one committed state
-            return cls._build(conn, relation_weight)
+            return cls._build(conn, relation_weight, subject_weight)
 
     @classmethod
-    def _build(cls, conn, relation_weight: float) -> "_Matrix":
+    def _build(cls, conn, relation_weight: float, subject_weight: float = 1.0) -> "_Matrix":
         ent_ids = _fetch_pairs(conn, "SELECT id, 0 FROM entities ORDER BY id")[:, 0].copy()
         chunk_ids = _fetch_pairs(conn, "SELECT id, 0 FROM chunks ORDER BY id")[:, 0].copy()
         n_e, n = len(ent_ids), len(ent_ids) + len(chunk_ids)
@@ -110,14 +116,21 @@ class _Matrix:
         e_row = np.searchsorted(ent_ids, m[:, 0])
         c_row = n_e + np.searchsorted(chunk_ids, m[:, 1])
         rs, rt = np.searchsorted(ent_ids, r[:, 0]), np.searchsorted(ent_ids, r[:, 1])
-        rows = np.concatenate([e_row, c_row, rs, rt])
-        cols = np.concatenate([c_row, e_row, rt, rs])
+        # Subject -> passage edges, one way: mass reaching an entity prefers the passages
+        # about it; a passage's own mass is not pulled back to its subject.
+        subj = _fetch_pairs(conn, "SELECT g.subject_id, c.id FROM graph_documents g "
+                                  "JOIN entities e ON e.id = g.subject_id JOIN chunks c ON c.doc_id = g.doc_id")
+        s_ent = np.searchsorted(ent_ids, subj[:, 0])
+        s_chunk = n_e + np.searchsorted(chunk_ids, subj[:, 1])
+        rows = np.concatenate([e_row, c_row, rs, rt, s_chunk])
+        cols = np.concatenate([c_row, e_row, rt, rs, s_ent])
         vals = np.ones(len(rows), dtype=np.float32)
-        vals[2 * len(m) :] = relation_weight
+        vals[2 * len(m) : 2 * len(m) + 2 * len(r)] = relation_weight
+        vals[2 * len(m) + 2 * len(r) :] = subject_weight - 1.0  # on top of the mention edge
         # Distinct chunks per entity: how much of a hub a question entity is.
         pairs = np.unique(e_row * n + c_row)
         chunks_per_entity = np.bincount(pairs // n, minlength=n_e)
-        del m, r, e_row, c_row, rs, rt, pairs
+        del m, r, e_row, c_row, rs, rt, pairs, subj, s_ent, s_chunk
         adj = sp.csc_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float32)
         del rows, cols, vals
         adj.sum_duplicates()
@@ -247,7 +260,7 @@ class GraphRetriever:
             return self._matrix
 
     def _build(self, gen: int) -> _Matrix:
-        matrix = _Matrix.build(self.sql, self.settings.relation_weight)
+        matrix = _Matrix.build(self.sql, self.settings.relation_weight, self.settings.subject_weight)
         try:
             matrix.save(self.cache_path, gen)
         except OSError:

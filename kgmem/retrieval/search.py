@@ -13,8 +13,12 @@ from .graph import GraphRanking, GraphRetriever, LinkedEntity
 from .types import Hit
 
 MODES = ("auto", "dense", "lexical", "hybrid", "graph")
-# Weights of each retriever in the default ("auto") fusion; see README "Quality".
-AUTO_WEIGHTS = {"dense": 1.0, "lexical": 0.5, "graph": 1.0}
+# The default ("auto") fusion: each retriever's vote, and the RRF constant of the graph
+# walk's ranking (the others use the config's rrf_k, 60). The walk's first passages are
+# its best (it ranks by the mass the question's entities send them, which falls off
+# fast); a smaller constant lets them count more. See README "Quality".
+AUTO_WEIGHTS = {"dense": 1.0, "lexical": 1.0, "graph": 1.0}
+AUTO_RRF_K = {"graph": 25}
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -90,8 +94,8 @@ class Searcher:
         if mode in ("hybrid", "auto"):
             parts = ("dense", "lexical") if mode == "hybrid" else tuple(self.weights)
             rankings, graph = self.rankings(query, self.candidate_depth(k), parts)
-            weights = None if mode == "hybrid" else self.weights
-            fused = reciprocal_rank_fusion(rankings, weights, k=self.passages.config.rrf_k)[:k]
+            weights, k_of = (None, None) if mode == "hybrid" else (self.weights, AUTO_RRF_K)
+            fused = reciprocal_rank_fusion(rankings, weights, k=self.passages.config.rrf_k, k_of=k_of)[:k]
         else:
             rankings, graph = self.rankings(query, k, (mode,))
             fused = rankings[mode][:k]
