@@ -17,6 +17,9 @@ def main() -> int:
     store = tempfile.mkdtemp(prefix="kgmem-bench-store-")
     steps = [
         [sys.executable, str(HERE / "eval_retrieval.py"), "--store", store],
+        [sys.executable, str(HERE / "eval_retrieval.py"), str(SHARED / "hotpotqa")],
+        # Technical documentation: HTML pages, main-content reader against all text.
+        [sys.executable, str(HERE / "eval_docs.py")],
         [sys.executable, str(HERE / "eval_retrieval.py"), "--profile", "fast"],
         [sys.executable, str(HERE / "eval_retrieval.py"), "--profile", "fastest"],
         [sys.executable, str(HERE / "bench_query.py"), "--store", store],

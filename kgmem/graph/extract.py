@@ -52,6 +52,8 @@ SUBJECT_PRONOUNS = {
     "it": {"ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "NP", None},
     "they": {"ORG", "NORP", "GPE", "NP", None},
 }
+# Marks of code in a would-be name: brackets, operators, quotes, a dotted identifier, a URL.
+_CODE = re.compile(r"[()\[\]{}=<>\"\\|;`]|\w\.[A-Za-z_]\w|://")
 _DISAMBIGUATION = re.compile(r"\s*\([^()]*\)\s*$")
 MAX_SUBJECT_WORDS = 8
 
@@ -272,7 +274,16 @@ def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None, su
     token_mention: dict[int, int] = {}
 
     def add(start_tok: int, end_tok: int, label: str, name: str | None = None) -> None:
+        while start_tok < end_tok and doc[start_tok].is_space:
+            start_tok += 1
+        while end_tok > start_tok and doc[end_tok - 1].is_space:
+            end_tok -= 1
         span = doc[start_tok:end_tok]
+        if not span.text or "\n" in span.text or not any(c.isalpha() or label == "DATE" and c.isdigit()
+                                                           for c in span.text):
+            return  # a name never runs over a line break, nor is it bare punctuation or a number
+        if name is None and _CODE.search(span.text):
+            return  # `json.dump(x)`, `x.ljust(n)[:n`, a URL: code, not a name
         key = canonical_key(name or span.text)
         if not key or len(key) < 2 or (key.isdigit() and label != "DATE"):
             return

@@ -13,6 +13,7 @@ from ..errors import StoreMismatchError
 from .chunker import chunk_text
 from .embedders import Embedder, shared_embedder
 from .store import Chunk, Document, NewChunk, SQLiteStore
+from .structure import MARKDOWN, PATH_SEPARATOR, headings_at, markdown_structure
 from .vectors import IndexSettings, VectorIndex
 
 log = logging.getLogger("kgmem")
@@ -22,22 +23,38 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256((title + "\x00" + text).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def embedding_text(title: str, text: str) -> str:
-    """What the embedder sees for a chunk: its document's title, then the chunk.
+def embedding_text(title: str, text: str, heading: str = "") -> str:
+    """What the embedder sees for a chunk: its document's title and section heading path,
+    then the chunk.
 
-    The title gives later chunks of a long document the context their first one has.
+    They give later chunks of a long document the context its first one has.
     """
-    return f"{title}\n{text}" if title else text
+    head = PATH_SEPARATOR.join(p for p in (title, heading) if p)
+    return f"{head}\n{text}" if head else text
 
 
 def chunk_document(doc: Document, embedder: Embedder, config: Config) -> list[NewChunk]:
     """A document's chunks, sized by the embedder's tokenizer."""
     limit = min(config.chunk_tokens, embedder.max_tokens)
-    if doc.title:
-        # Every chunk is embedded behind its title: leave the title room (at most a third).
-        title_tokens = len(embedder.token_offsets([doc.title])[0])
-        limit = max(limit - min(title_tokens, limit // 3), 16)
-    return chunk_text(doc.text, embedder.token_offsets, limit, config.chunk_overlap)
+    if doc.meta.get("format") != MARKDOWN:
+        return chunk_text(doc.text, embedder.token_offsets, _room(limit, doc.title, embedder), config.chunk_overlap)
+    # Markdown (and HTML, read as Markdown): chunks stay inside their section.
+    chunks: list[NewChunk] = []
+    for sec in markdown_structure(doc.text).sections:
+        heading = sec.heading(doc.title)
+        room = _room(limit, embedding_text(doc.title, "", heading).strip(), embedder)
+        for ch in chunk_text(doc.text[sec.start : sec.end], embedder.token_offsets, room, config.chunk_overlap):
+            chunks.append(NewChunk(ord=len(chunks), start=sec.start + ch.start, end=sec.start + ch.end,
+                                   text=ch.text, n_tokens=ch.n_tokens, heading=heading))
+    return chunks
+
+
+def _room(limit: int, head: str, embedder: Embedder) -> int:
+    """Tokens left for a chunk embedded behind `head` (which takes at most a third)."""
+    if not head:
+        return limit
+    head_tokens = len(embedder.token_offsets([head])[0])
+    return max(limit - min(head_tokens, limit // 3), 16)
 
 
 class PassageStore:
@@ -99,9 +116,21 @@ class PassageStore:
         return emb
 
     # ------------------------------------------------------------------ writing
-    def embed_chunks(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Vectors for (title, chunk text) pairs."""
-        return self.embedder.embed([embedding_text(t, x) for t, x in pairs])
+    def embed_chunks(self, pairs: Sequence[tuple[str, ...]]) -> np.ndarray:
+        """Vectors for (title, chunk text[, heading path]) chunks."""
+        return self.embedder.embed([embedding_text(*p) for p in pairs])
+
+    def _embedding_inputs(self, chunks: Sequence[Chunk]) -> list[tuple[str, str, str]]:
+        """(title, text, heading) of stored chunks, each heading found again in its document."""
+        headings: dict[int, str] = {}
+        by_doc: dict[str, list[Chunk]] = {}
+        for c in chunks:
+            by_doc.setdefault(c.doc_id, []).append(c)
+        for doc_id, cs in by_doc.items():
+            doc = self.sql.get_document(doc_id)
+            if doc is not None and doc.meta.get("format") == MARKDOWN:
+                headings.update(zip((c.id for c in cs), headings_at(doc.text, doc.title, [c.start for c in cs])))
+        return [(c.title, c.text, headings.get(c.id, "")) for c in chunks]
 
     def delete(
         self, doc_ids: Sequence[str], before: Callable[[Sequence[str]], None] | None = None
@@ -148,7 +177,7 @@ class PassageStore:
             self.vectors.remove(stray)
         done = 0
         for chunks in self.sql.iter_chunks(missing, batch=max(self.config.embed_batch_size * 4, 64)):
-            vecs = self.embed_chunks([(c.title, c.text) for c in chunks])
+            vecs = self.embed_chunks(self._embedding_inputs(chunks))
             self.vectors.add([c.id for c in chunks], vecs)
             done += len(chunks)
             if progress:

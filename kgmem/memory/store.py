@@ -59,6 +59,7 @@ class NewChunk:
     end: int
     text: str
     n_tokens: int
+    heading: str = ""  # its section's heading path (Markdown and HTML), embedded with it
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -16,7 +16,7 @@ from ..graph.extract import document_subject
 from ..memory.passages import PassageStore
 from ..memory.store import Document
 from .parts import split_document
-from .prepare import Prepared, prepare_batch, release_memory
+from .prepare import Prepared, graph_texts, prepare_batch, release_memory
 from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
 
 
@@ -328,12 +328,14 @@ def backfill_graph(passages: PassageStore, graph: GraphWriter, doc_ids: list[str
     """Extract facts for stored documents that have none (stored with the graph off)."""
     if not doc_ids:
         return
+    found = {d: doc for d in doc_ids if (doc := passages.sql.get_document(d)) is not None}
+    doc_ids = list(found)  # one deleted meanwhile has nothing to extract
     stored = {d: passages.sql.chunks_of(d) for d in doc_ids}
-    docs = {d: passages.sql.get_document(d) for d in doc_ids}
-    voices = {d: (doc.meta.get("voice") if doc else None) for d, doc in docs.items()}
-    subjects = {d: (document_subject(doc.title, doc.source, voices[d]) if doc else None) for d, doc in docs.items()}
-    facts = graph.extract([c.text for d in doc_ids for c in stored[d]], [voices[d] for d in doc_ids for _ in stored[d]],
-                          [subjects[d] for d in doc_ids for _ in stored[d]])
+    voices = {d: found[d].meta.get("voice") for d in doc_ids}
+    facts = graph.extract(graph_texts([found[d] for d in doc_ids], [stored[d] for d in doc_ids]),
+                          [voices[d] for d in doc_ids for _ in stored[d]],
+                          [document_subject(found[d].title, found[d].source, voices[d])
+                           for d in doc_ids for _ in stored[d]])
     offset = 0
     with passages.sql.transaction():
         graph.forget_documents(doc_ids)  # a partial extraction (repair) is replaced, never doubled

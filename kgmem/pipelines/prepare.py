@@ -13,6 +13,7 @@ from typing import Any
 from ..graph.extract import document_subject
 from ..memory.passages import chunk_document, embedding_text
 from ..memory.store import Document, NewChunk
+from ..memory.structure import MARKDOWN, prose_only
 
 
 @dataclass
@@ -27,15 +28,25 @@ class Prepared:
 def prepare_batch(docs: list[Document], embedder: Any, extractor: Any, config: Any) -> Prepared:
     """The compute of a batch — chunk, embed, extract — with no store access (runs in workers)."""
     chunks = [chunk_document(doc, embedder, config) for doc in docs]
-    pairs = [(doc.title, ch.text) for doc, cs in zip(docs, chunks) for ch in cs]
-    vectors = embedder.embed([embedding_text(t, x) for t, x in pairs])
-    voices = [doc.meta.get("voice") for doc, cs in zip(docs, chunks) for _ in cs]
-    subjects = [document_subject(doc.title, doc.source, doc.meta.get("voice"))
-                for doc, cs in zip(docs, chunks) for _ in cs]
+    vectors = embedder.embed([embedding_text(doc.title, ch.text, ch.heading)
+                              for doc, cs in zip(docs, chunks) for ch in cs])
     facts = None
     if extractor is not None:
-        facts = extractor.extract([x for _, x in pairs], voices if any(voices) else None, subjects)
+        voices = [doc.meta.get("voice") for doc, cs in zip(docs, chunks) for _ in cs]
+        subjects = [document_subject(doc.title, doc.source, doc.meta.get("voice"))
+                    for doc, cs in zip(docs, chunks) for _ in cs]
+        facts = extractor.extract(graph_texts(docs, chunks), voices if any(voices) else None, subjects)
     return Prepared(chunks, vectors, facts)
+
+
+def graph_texts(docs: list[Document], chunks: list[list[Any]]) -> list[str]:
+    """What the graph extractor reads of each chunk: its text, or for a Markdown (or HTML)
+    document its prose only: code blocks, heading marks and backticks blanked, offsets kept."""
+    out = []
+    for doc, cs in zip(docs, chunks):
+        prose = prose_only(doc.text) if doc.meta.get("format") == MARKDOWN else None
+        out.extend(prose[c.start : c.end] if prose is not None else c.text for c in cs)
+    return out
 
 
 def _libc_trim() -> Any:

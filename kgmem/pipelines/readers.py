@@ -14,6 +14,7 @@ from typing import Any
 
 from ..memory.passages import content_hash
 from ..memory.store import Document
+from ..memory.structure import MARKDOWN, heading_text
 from .parts import NotText, part_document, stream_parts
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
@@ -93,7 +94,7 @@ def _read_bytes(path: Path, options: ReaderOptions) -> bytes:
 def _markdown_title(text: str) -> str:
     for line in text.splitlines()[:20]:
         if line.startswith("# "):
-            return line[2:].strip()
+            return heading_text(line[2:])
     return ""
 
 
@@ -108,13 +109,13 @@ def read_text_file(path: Path, options: ReaderOptions, notices: list[Notice]) ->
     if size <= options.part_chars:
         text = _decode(path.read_bytes(), str(path), notices)
         yield Document(id=str(path), title=(_markdown_title(text) if markdown else "") or path.stem, text=text,
-                       source=str(path))
+                       source=str(path), meta={"format": MARKDOWN} if markdown else {})
         return
     warn = lambda message: notices.append(Notice(str(path), message))  # noqa: E731
     parts = _not_text_is_a_failure(stream_parts(path, options.part_chars, warn))
     first = next(parts, "")
     whole = Document(id=str(path), title=(_markdown_title(first) if markdown else "") or path.stem, text="",
-                     source=str(path))
+                     source=str(path), meta={"format": MARKDOWN} if markdown else {})
     second = next(parts, None)
     if second is None:  # many bytes, few characters: one document after all
         whole.text = first
@@ -134,11 +135,19 @@ def _not_text_is_a_failure(parts: Iterator[str]) -> Iterator[str]:
 
 
 def read_html(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
+    """The page's main content as Markdown (trafilatura): navigation, tables of contents,
+    headers and footers left out; headings kept as the sections chunks stay inside; code
+    blocks verbatim, with their line breaks. A page with no main content to find (a bare
+    fragment, a frameset) is read whole, as text."""
     from bs4 import BeautifulSoup
 
     text = _decode(_read_bytes(path, options), str(path), notices)
     soup = BeautifulSoup(text, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    main = _main_content(text)
+    if main:
+        return Document(id=str(path), title=_markdown_title(main) or title or path.stem, text=main,
+                        source=str(path), meta={"format": MARKDOWN})
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
     body = soup.get_text("\n")
@@ -149,6 +158,20 @@ def read_html(path: Path, options: ReaderOptions, notices: list[Notice]) -> Docu
         if line or (out and out[-1]):
             out.append(line)
     return Document(id=str(path), title=title or path.stem, text="\n".join(out).strip(), source=str(path))
+
+
+def _main_content(html: str) -> str:
+    import logging
+
+    import trafilatura
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)  # its own warnings are not the user's
+    try:
+        main = trafilatura.extract(html, output_format="markdown", include_formatting=True, include_tables=True,
+                                   include_comments=False, include_images=False, favor_recall=True)
+    except Exception:  # a page trafilatura cannot parse is read the plain way
+        return ""
+    return (main or "").replace("\u00b6", "").strip()
 
 
 def read_pdf(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
