@@ -11,7 +11,8 @@ the passage that answers it. In one run, on fresh stores, two ways of reading HT
 For each: ingest words/s, what is stored (chunks, navigation chunks, entities whose name
 is code or punctuation), and per search mode the share of questions with the answering
 passage in the top 1, 3 and 5 (`hit@k`: a chunk of the right page holding the phrase),
-and page recall@k. Writes benchmarks/results/docs.json.
+and page recall@k; then each ingest stage alone on the same texts, next to Wikipedia
+passages (tokens per word, words/s). Writes benchmarks/results/docs.json.
 """
 from __future__ import annotations
 
@@ -88,11 +89,57 @@ def run_reader(name: str, pages: list[Path], questions: list[dict], store: Path)
     return out
 
 
+def stages(pages: list[Path], wiki: Path | None) -> dict:
+    """Where ingest time goes, stage by stage on the same texts, with MiniLM tokens per
+    word: on these pages and (when the shared set is there) 600 Wikipedia passages."""
+    from kgmem.config import Config
+    from kgmem.graph.extract import shared_extractor
+    from kgmem.memory.embedders import shared_embedder
+    from kgmem.memory.passages import chunk_document, embedding_text
+    from kgmem.memory.store import Document
+    from kgmem.pipelines.prepare import graph_texts
+
+    cfg = Config()
+    emb, ex = shared_embedder(cfg.embedder, threads=cfg.threads), shared_extractor(cfg.spacy_model)
+    emb.embed(["warm up"])
+    ex.extract(["Warm up."])
+
+    def measure(docs: list, read_s: float | None) -> dict:
+        t0 = time.perf_counter()
+        chunks = [chunk_document(d, emb, cfg) for d in docs]
+        t_chunk = time.perf_counter() - t0
+        texts = [embedding_text(d.title, c.text, c.heading) for d, cs in zip(docs, chunks) for c in cs]
+        tokens = sum(len(o) for o in emb.token_offsets(texts))
+        t0 = time.perf_counter()
+        emb.embed(texts)
+        t_embed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ex.extract(graph_texts(docs, chunks))
+        t_spacy = time.perf_counter() - t0
+        words = sum(len(d.text.split()) for d in docs)
+        out = {"words": words, "tokens_per_word": round(tokens / words, 2),
+               "seconds": {"read": round(read_s, 2) if read_s is not None else None, "chunk": round(t_chunk, 2),
+                           "embed": round(t_embed, 2), "spacy": round(t_spacy, 2)},
+               "embed_words_per_s": round(words / t_embed), "embed_tokens_per_s": round(tokens / t_embed),
+               "spacy_words_per_s": round(words / t_spacy)}
+        return out
+
+    t0 = time.perf_counter()
+    docs = [readers.read_html(p, readers.ReaderOptions(), []) for p in pages]
+    result = {"pages": measure(docs, time.perf_counter() - t0)}
+    if wiki is not None and wiki.exists():
+        recs = [json.loads(line) for line in wiki.open(encoding="utf-8")][:600]
+        result["wikipedia_600"] = measure([Document(id=r["id"], title=r["title"], text=r["text"]) for r in recs], None)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pages", default=str(ROOT / "benchmarks" / "pydocs" / "pages"))
     ap.add_argument("--questions", default=str(ROOT / "benchmarks" / "pydocs" / "questions.jsonl"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "docs.json"))
+    ap.add_argument("--wiki", default=str(ROOT.parent / "shared" / "bench" / "musique" / "corpus.jsonl"),
+                    help="Wikipedia passages to compare the cost per word with (the first 600)")
     args = ap.parse_args()
     pages = sorted(Path(args.pages).glob("*.html"))
     questions = [json.loads(line) for line in Path(args.questions).open(encoding="utf-8") if line.strip()]
@@ -100,6 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kgmem-docs-") as tmp:
         for i, name in enumerate(("main content", "all text")):
             results["readers"][name] = run_reader(name, pages, questions, Path(tmp) / f"store{i}")
+    results["stages"] = stages(pages, Path(args.wiki))
     for name, r in results["readers"].items():
         print(f"{name}: {r['ingest']['words']:,} words at {r['ingest']['words_per_s']:,.0f} words/s; "
               f"{r['stored']['chunks']} chunks ({r['stored']['navigation_chunks']} navigation); "
@@ -109,6 +157,9 @@ def main() -> None:
             print(f"  {mode:<8} hit@1/3/5 {m['hit']['@1']:5.1f} {m['hit']['@3']:5.1f} {m['hit']['@5']:5.1f}   "
                   f"page R@1/3/5 {m['page_recall']['@1']:5.1f} {m['page_recall']['@3']:5.1f} "
                   f"{m['page_recall']['@5']:5.1f}   {m['ms_per_question']:.0f} ms")
+    for name, st in results["stages"].items():
+        print(f"{name}: {st['tokens_per_word']} tokens/word; embedder {st['embed_words_per_s']:,} words/s "
+              f"({st['embed_tokens_per_s']:,} tokens/s); spaCy {st['spacy_words_per_s']:,} words/s; {st['seconds']}")
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
 
