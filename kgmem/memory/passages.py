@@ -29,8 +29,13 @@ def embedding_text(title: str, text: str, heading: str = "") -> str:
 
     They give later chunks of a long document the context its first one has.
     """
-    head = PATH_SEPARATOR.join(p for p in (title, heading) if p)
+    head = embedding_head(title, heading)
     return f"{head}\n{text}" if head else text
+
+
+def embedding_head(title: str, heading: str = "") -> str:
+    """The line a chunk is embedded behind: "title › heading path" (either may be empty)."""
+    return PATH_SEPARATOR.join(p for p in (title, heading) if p)
 
 
 def chunk_document(doc: Document, embedder: Embedder, config: Config) -> list[NewChunk]:
@@ -42,7 +47,7 @@ def chunk_document(doc: Document, embedder: Embedder, config: Config) -> list[Ne
     chunks: list[NewChunk] = []
     for sec in markdown_structure(doc.text).sections:
         heading = sec.heading(doc.title)
-        room = _room(limit, embedding_text(doc.title, "", heading).strip(), embedder)
+        room = _room(limit, embedding_head(doc.title, heading), embedder)
         for ch in chunk_text(doc.text[sec.start : sec.end], embedder.token_offsets, room, config.chunk_overlap):
             chunks.append(NewChunk(ord=len(chunks), start=sec.start + ch.start, end=sec.start + ch.end,
                                    text=ch.text, n_tokens=ch.n_tokens, heading=heading))
