@@ -60,7 +60,7 @@ def main() -> None:
         print(f"store ready in {time.perf_counter() - t0:.1f}s ({len(data.questions)} questions)", flush=True)
         for llm in args.llm.split(","):
             t1 = time.perf_counter()
-            backend = mem.backend(llm)
+            backend = mem.backend(llm, load=True)
             load = time.perf_counter() - t1
             if args.fact_share is not None:
                 mem.configure(fact_share=args.fact_share)

@@ -29,6 +29,9 @@ from .upkeep import Upkeep
 log = logging.getLogger("kgmem")
 
 
+WARM_TEXT = "Who was the first president of the association that published the journal in 1990?"
+
+
 class Memory(Upkeep):
     """A kgmem store on disk: open or create it, then ingest, search and ask.
 
@@ -77,13 +80,14 @@ class Memory(Upkeep):
 
         def run() -> dict[str, float]:
             steps: list[tuple[str, Callable[[], object]]] = [
-                ("embedder", lambda: self.passages.embedder.embed(["warm"])),
+                # A question-sized text: the first matrix products also start BLAS's threads.
+                ("embedder", lambda: self.passages.query_embedder.embed([WARM_TEXT])),
             ]
             if self._searcher.graph is not None:
                 steps.append(("graph_matrix", self._searcher.graph.matrix))
             steps.append(("word_stats", self.passages.sql.warm_word_stats))
             if llm is not None:
-                steps.append(("llm", lambda: self.backend(llm)))
+                steps.append(("llm", lambda: self.backend(llm, load=True)))
             took: dict[str, float] = {}
             for name, step in steps:
                 t0 = time.perf_counter()
@@ -226,10 +230,11 @@ class Memory(Upkeep):
         "lexical", "hybrid" (dense + lexical) or "graph" (personalised PageRank)."""
         return self._searcher.search(query, k=k, mode=mode)
 
-    def backend(self, llm: str | Backend | None = None) -> Backend:
+    def backend(self, llm: str | Backend | None = None, load: bool = False) -> Backend:
         """The answering backend: a spec ('auto', 'llama[:MODEL|PATH]', 'openai[:MODEL]',
         'extractive') or an object. 'auto' is the local model when it is installed, else
-        the no-LLM reader (and `llm_notice` says how to get the model)."""
+        the no-LLM reader (and `llm_notice` says how to get the model). A local model's
+        weights load at its first answer, or here with `load=True`."""
         if llm is not None and not isinstance(llm, str):
             return llm
         spec, notice = resolve(llm or self.config.llm)
@@ -237,12 +242,17 @@ class Memory(Upkeep):
             self.llm_notice = notice
         with self._backends_lock:  # two threads asking at once load the model once
             if spec not in self._backends:
-                emb = self.passages.embedder
+                # Lazily: a backend that never embeds (llama) must not load torch.
+                passages = self.passages
                 self._backends[spec] = make_backend(
-                    spec, embed=emb.embed, count_tokens=lambda t: len(emb.token_offsets([t])[0]),
+                    spec, embed=lambda texts: passages.embedder.embed(texts),
+                    count_tokens=lambda t: len(passages.query_embedder.token_offsets([t])[0]),
                     context_window=self.config.context_window, threads=self.config.threads,
                 )
-            return self._backends[spec]
+            backend = self._backends[spec]
+        if load and hasattr(backend, "wait_loaded"):
+            backend.wait_loaded()
+        return backend
 
     def ask(
         self,

@@ -159,6 +159,7 @@ class Chat(Shell):
 def run_chat(memory: Any, user: str, llm: str | None = None, name: str | None = None) -> None:
     chat = Chat(memory, user, llm, name)
     memory.backend(chat.llm)
+    memory.warm(llm=chat.llm)  # the model's weights load in the background while the prompt is up
     if memory.llm_notice:
         chat.say(f"note: {memory.llm_notice}")
     earlier = len(memory.conversations.sessions(user=chat.user))

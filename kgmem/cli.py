@@ -424,6 +424,7 @@ def models(prepare_name: str | None, as_json: bool) -> None:
 
         t0 = time.perf_counter()
         backend = LlamaBackend(prepare_name, context_window=512, threads=1)
+        backend.wait_loaded()
         click.echo(f"{prepare_name}: verified, {backend.path} ({time.perf_counter() - t0:.1f}s)")
         return
     rows = [{"name": m.name, "title": m.title, "installed": llm_models.installed(m.name),

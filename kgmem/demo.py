@@ -30,7 +30,7 @@ def main() -> int:
         stats = mem.stats()
         print(f"store: {stats['documents']} documents, {stats['chunks']} chunks")
         t1 = time.perf_counter()
-        backend = mem.backend()  # the local model when installed, else the no-LLM reader
+        backend = mem.backend(load=True)  # the local model when installed, else the no-LLM reader
         print(f"answering with {backend.name} (loaded in {time.perf_counter() - t1:.1f}s)")
         if mem.llm_notice:
             print(f"note: {mem.llm_notice}")

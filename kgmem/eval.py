@@ -178,7 +178,7 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
     """EM and F1 (percent) of `memory.ask(question)` against each question's answers, with
     seconds per answer (p50/p95), time to first token and prompt tokens; and, from the
     same run, the naive RAG reference with the same model (`naive_rag`)."""
-    backend = memory.backend(llm)
+    backend = memory.backend(llm, load=True)
     rows: dict[str, list[dict[str, Any]]] = {"kgmem": [], "naive": []}
     for i, q in enumerate(questions):
         t0 = time.perf_counter()

@@ -120,7 +120,7 @@ class Overview:
         if not comms:
             return []
         passages = self.memory.passages
-        qv = passages.embedder.embed([question])[0]
+        qv = passages.query_embedder.embed([question])[0]
         total = sum(c.size for c in comms) or 1
 
         def score(c: Community) -> float:

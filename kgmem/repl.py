@@ -167,7 +167,7 @@ class Repl(Shell):
         elif name == "llm":
             if not args:
                 raise ValueError("usage: :llm auto|llama[:MODEL|PATH]|openai[:MODEL]|extractive")
-            self.memory.backend(args[0])  # load now: a bad spec fails here, not at the next question
+            self.memory.backend(args[0], load=True)  # load now: a bad spec fails here, not at the next question
             self.llm = args[0]
             self.say(f"llm = {self.llm}")
         elif name == "stats":
@@ -217,8 +217,8 @@ class Repl(Shell):
 def run_repl(memory: Any, llm: str | None = None) -> None:
     repl = Repl(memory, llm)
     stats = memory.stats()
-    memory.warm()  # the embedder, graph matrix and word statistics load in the background...
-    memory.backend(repl.llm)  # ...while the answering model loads here: neither waits for the first question
+    memory.backend(repl.llm)  # the backend and its tokenizer (a bad spec fails here); then, in the
+    memory.warm(llm=repl.llm)  # background, the question encoder, graph matrix, word statistics and model
     if memory.llm_notice:
         repl.say(f"note: {memory.llm_notice}")
     repl.say(f"kgmem — {stats['documents']} documents, {stats.get('entities', 0)} entities in {memory.path}. "

@@ -123,7 +123,7 @@ class Conversations:
             return []
         depth = max(100, 5 * k)
         passages = mem.passages
-        dense = passages.dense_search_vectors(passages.embedder.embed([query]), depth, within=within)[0]
+        dense = passages.dense_search_vectors(passages.query_embedder.embed([query]), depth, within=within)[0]
         lexical = passages.lexical_search(query, depth, within=within)
         scores: dict[int, float] = defaultdict(float)
         for ranking, weight in ((lexical, 1.0), (dense, RECALL_DENSE)):

@@ -194,8 +194,15 @@ def make_extractor(name: str, mode: str = "full") -> "Extractor":
     return Extractor(load_spacy(name, mode), noun_phrases=mode == "full")
 
 
+# The rule lemmatizer caches every (word, tag, morphology) it has lemmatised, for the life
+# of the model: ~1.5 KB a document on a long ingest. Emptied when it passes this size.
+LEMMA_CACHE_LIMIT = 20_000
+
+
 class Extractor:
-    def __init__(self, nlp: Any, batch_size: int = 64, n_process: int = 1, noun_phrases: bool = True):
+    # Texts spaCy parses together. A batch of 64 long passages held +324 MB while it
+    # was parsed, 16 held +107 MB, at the same speed (bench_memory).
+    def __init__(self, nlp: Any, batch_size: int = 16, n_process: int = 1, noun_phrases: bool = True):
         self.nlp = nlp
         self.batch_size = batch_size
         self.n_process = n_process
@@ -210,8 +217,16 @@ class Extractor:
         # forgets what was added inside it; the facts are plain Python values.
         with self.nlp.memory_zone():
             docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process)
-            return [facts_of(doc, self.noun_phrases, voices[i] if voices else None, subjects[i] if subjects else None)
-                    for i, doc in enumerate(docs)]
+            facts = [facts_of(doc, self.noun_phrases, voices[i] if voices else None, subjects[i] if subjects else None)
+                     for i, doc in enumerate(docs)]
+        self._bound_caches()
+        return facts
+
+    def _bound_caches(self) -> None:
+        for _, pipe in self.nlp.pipeline:
+            cache = getattr(pipe, "cache", None)
+            if isinstance(cache, dict) and len(cache) > LEMMA_CACHE_LIMIT:
+                cache.clear()
 
 
 def _trim_noun_chunk(span: Any) -> tuple[int, int] | None:

@@ -11,7 +11,7 @@ import numpy as np
 from ..config import ANSWERING, RUNTIME, STRUCTURAL, Config
 from ..errors import StoreMismatchError
 from .chunker import chunk_text
-from .embedders import Embedder, shared_embedder
+from .embedders import Embedder, loaded_embedder, query_encoder, shared_embedder
 from .store import Chunk, Document, NewChunk, SQLiteStore
 from .structure import MARKDOWN, PATH_SEPARATOR, headings_at, markdown_structure
 from .vectors import IndexSettings, VectorIndex
@@ -76,6 +76,7 @@ class PassageStore:
         self.sql = SQLiteStore(self.directory, read_only=read_only)
         self.config = self._settle_config(config)
         self._embedder = embedder
+        self._query_embedder: Embedder | None = None
         self.vectors = VectorIndex(
             self.directory, self.config.embedding_dim,
             IndexSettings(ann_threshold=self.config.ann_threshold, nprobe=self.config.ann_nprobe),
@@ -119,6 +120,23 @@ class PassageStore:
                 f"{self.config.embedding_dim}-d ones"
             )
         return emb
+
+    @property
+    def query_embedder(self) -> Embedder:
+        """What embeds questions. The embedder itself when it was given or is loaded in this
+        process; else, for the default torch runtime, the same model run in NumPy (same
+        vectors to ~1e-7, no torch import: a process that only asks never loads torch)."""
+        if self._embedder is not None:
+            return self._embedder
+        if self.config.embedder_runtime == "torch":
+            loaded = loaded_embedder(self.config.embedder, "torch")
+            if loaded is not None:
+                return loaded
+            if self._query_embedder is None:
+                self._query_embedder = query_encoder(self.config.embedder)
+            if self._query_embedder is not None and self._query_embedder.dim == self.config.embedding_dim:
+                return self._query_embedder
+        return self.embedder
 
     # ------------------------------------------------------------------ writing
     def embed_chunks(self, pairs: Sequence[tuple[str, ...]]) -> np.ndarray:
@@ -197,7 +215,7 @@ class PassageStore:
     def dense_search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
         if not queries:
             return []
-        qv = self.embedder.embed(list(queries))
+        qv = self.query_embedder.embed(list(queries))
         return self.dense_search_vectors(qv, k)
 
     def dense_search_vectors(self, qv: np.ndarray, k: int,
@@ -243,9 +261,28 @@ _STOP: frozenset[str] | None = None
 
 def stopwords() -> frozenset[str]:
     # spaCy's English list: question words ("who", "which") carry no lexical signal.
+    # Read from its file: `import spacy` alone takes ~1.5 s, which a process that only
+    # asks would pay at its first question (the list is a plain module of strings).
     global _STOP
     if _STOP is None:
-        from spacy.lang.en.stop_words import STOP_WORDS
-
-        _STOP = frozenset(STOP_WORDS)
+        _STOP = frozenset(_spacy_stop_words())
     return _STOP
+
+
+def _spacy_stop_words() -> set[str]:
+    import importlib.util
+    import sys
+
+    if "spacy" not in sys.modules:
+        spec = importlib.util.find_spec("spacy")
+        if spec is not None and spec.submodule_search_locations:
+            source = Path(next(iter(spec.submodule_search_locations))) / "lang" / "en" / "stop_words.py"
+            if source.is_file():
+                namespace: dict[str, object] = {}
+                exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), namespace)
+                words = namespace.get("STOP_WORDS")
+                if isinstance(words, set):
+                    return words
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return set(STOP_WORDS)

@@ -135,7 +135,7 @@ class Summarizer:
             marks = ",".join("?" * len(doc_ids))
             within = [r[0] for r in self.passages.sql.conn.execute(
                 f"SELECT id FROM chunks WHERE doc_id IN ({marks})", list(doc_ids))]
-        qv = self.passages.embedder.embed([query])
+        qv = self.passages.query_embedder.embed([query])
         dense = self.passages.dense_search_vectors(qv, QUERY_PASSAGES * 2, within=within)[0]
         lexical = self.passages.lexical_search(query, QUERY_PASSAGES * 2, within=within)
         fused = reciprocal_rank_fusion({"dense": dense, "lexical": lexical}, {"dense": 1.0, "lexical": 0.5})

@@ -5,7 +5,8 @@ import threading
 from collections.abc import Callable
 
 from ...errors import KgmemError
-from .base import Embedder
+from .base import Embedder, model_path
+from .numpy_bert import NumpyBertEncoder, supported
 from .onnxint8 import OnnxInt8Embedder
 from .sentence import SentenceTransformerEmbedder
 
@@ -40,3 +41,22 @@ def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None,
 
         torch.set_num_threads(threads)
     return _LOADED[key]
+
+
+def loaded_embedder(name: str, runtime: str = "torch") -> Embedder | None:
+    """An embedder for `name` this process has already loaded (any batch size), or None."""
+    with _LOADING:
+        return next((e for (n, r, _), e in _LOADED.items() if n == name and r == runtime), None)
+
+
+_QUERY: dict[str, NumpyBertEncoder | None] = {}
+
+
+def query_encoder(name: str) -> NumpyBertEncoder | None:
+    """The NumPy encoder of `name` (one per process), or None when the model is not one
+    it reads exactly (`numpy_bert.supported`)."""
+    with _LOADING:
+        if name not in _QUERY:
+            path = model_path(name)
+            _QUERY[name] = NumpyBertEncoder(path) if supported(path) else None
+        return _QUERY[name]

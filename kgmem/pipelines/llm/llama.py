@@ -9,6 +9,7 @@ prompt is the model's own, converted from the GGUF once and cached.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -27,25 +28,75 @@ def _tokenizer(path: Path) -> Any:
         return _load_tokenizer(path)
 
 
+def _saved(path: Path) -> Path:
+    """Where the tokenizer converted from this GGUF file is kept."""
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir() / "tokenizers" / key
+
+
 def _load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    saved = cache_dir() / "tokenizers" / key
+    saved = _saved(path)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     if (saved / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(str(saved))
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    tmp = saved.with_name(f"{key}.{os.getpid()}.tmp")
+    tmp = saved.with_name(f"{saved.name}.{os.getpid()}.tmp")
     tok.save_pretrained(str(tmp))
     try:
         tmp.rename(saved)
     except OSError:  # another process saved it first
         pass
     return tok
+
+
+class SavedTokenizer:
+    """The converted tokenizer read without transformers: the Rust tokenizer and the chat
+    template (jinja2, as transformers renders it). Counting a packed prompt needs only
+    this, so a first question is packed while llama.cpp is still loading the weights
+    (importing transformers alone took ~1.5 s of a cold start)."""
+
+    def __init__(self, saved: Path):
+        from jinja2.ext import loopcontrols
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from tokenizers import Tokenizer
+
+        self.backend = Tokenizer.from_file(str(saved / "tokenizer.json"))
+        config = json.loads((saved / "tokenizer_config.json").read_text(encoding="utf-8"))
+        self.specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
+        template = saved / "chat_template.jinja"
+        self.chat_template = template.read_text(encoding="utf-8") if template.is_file() else None
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+        env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
+        env.globals["raise_exception"] = _raise
+        self._template = env.from_string(self.chat_template) if self.chat_template else None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, path: Path) -> "SavedTokenizer | None":
+        saved = _saved(path)
+        if not all((saved / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+            return None  # not converted yet: the first load does it with transformers
+        try:
+            return cls(saved)
+        except Exception:  # noqa: BLE001 - an unreadable cache falls back to transformers
+            return None
+
+    def count(self, text: str) -> int:
+        with self._lock:
+            return len(self.backend.encode(text, add_special_tokens=False).ids)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        assert self._template is not None
+        return self._template.render(messages=messages, add_generation_prompt=True, **self.specials)
+
+
+def _raise(message: str) -> None:
+    raise LLMError(f"chat template: {message}")
 
 
 class LlamaBackend(ChatBackend):
@@ -60,23 +111,17 @@ class LlamaBackend(ChatBackend):
         except ImportError as exc:
             raise LLMError(f"the llama backend needs the xllamacpp package: {INSTALL_HINT}") from exc
         model = model or os.environ.get("KGMEM_LLM_MODEL") or DEFAULT_MODEL
-        t0 = time.perf_counter()
         self.path = model_file(model)
         self.model = model if model in MODELS else self.path.name
         self.name = f"llama:{self.model}"
         self.context_window = context_window
         threads = max(1, int(threads or os.cpu_count() or 1))
-        # Load the tokenizer while llama.cpp maps the weights.
-        holder: dict[str, Any] = {}
-
-        def load_tokenizer() -> None:
-            try:
-                holder["tok"] = _tokenizer(self.path)
-            except Exception as exc:  # surfaced below
-                holder["error"] = exc
-
-        loader = threading.Thread(target=load_tokenizer, daemon=True)
-        loader.start()
+        # Counting tokens needs only the saved tokenizer: a question is packed before the
+        # weights are loaded. llama.cpp loads them at the first chat (or `wait_loaded`,
+        # which `Memory.warm` calls); its loader holds the GIL, so it cannot overlap
+        # with packing in another thread anyway.
+        saved = SavedTokenizer.of(self.path)
+        self.tokenizer: Any = saved if saved is not None else _tokenizer(self.path)
         params = xllamacpp.CommonParams()
         params.model.path = str(self.path)
         params.n_ctx = max(context_window, 4096)  # room for larger --budget values
@@ -89,22 +134,36 @@ class LlamaBackend(ChatBackend):
         params.cache_prompt = True
         params.verbosity = -1
         params.no_extra_bufts = not self.repack
-        try:
-            self._server = xllamacpp.Server(params)
-        except Exception as exc:
-            raise LLMError(f"llama.cpp could not load {self.path}: {exc}") from exc
-        loader.join()
-        if "error" in holder:
-            raise LLMError(f"cannot read the tokenizer of {self.path}: {holder['error']}")
-        self.tokenizer = holder["tok"]
-        self.load_seconds = time.perf_counter() - t0
+        self._params = params
+        self._server: Any = None
+        self.load_seconds: float | None = None
+        self._load_lock = threading.Lock()
         self._lock = threading.Lock()
 
+    def wait_loaded(self) -> float:
+        """Load the model into llama.cpp now, if it is not yet; the seconds loading took."""
+        with self._load_lock:
+            if self._server is None:
+                import xllamacpp
+
+                t0 = time.perf_counter()
+                try:
+                    self._server = xllamacpp.Server(self._params)
+                except Exception as exc:
+                    raise LLMError(f"llama.cpp could not load {self.path}: {exc}") from exc
+                self.load_seconds = time.perf_counter() - t0
+        assert self.load_seconds is not None
+        return self.load_seconds
+
     def count_tokens(self, text: str) -> int:
+        if isinstance(self.tokenizer, SavedTokenizer):
+            return self.tokenizer.count(text)
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def render(self, system: str, user: str) -> str:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        if isinstance(self.tokenizer, SavedTokenizer) and self.tokenizer.chat_template:
+            return self.tokenizer.render(messages)
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return f"{system}\n\n{user}\n"
@@ -115,6 +174,7 @@ class LlamaBackend(ChatBackend):
                                    "stream": True, "cache_prompt": True}
         if schema is not None:
             request["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+        self.wait_loaded()
         parts: list[str] = []
         stats: dict[str, Any] = {}
         cancel = threading.Event()
