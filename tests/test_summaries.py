@@ -166,3 +166,24 @@ def test_an_empty_store_summarises_to_nothing_with_a_notice(memory: Memory):
     assert memory.communities() == []
     with pytest.raises(ValueError, match="at least 10 words"):
         memory.summarize(words=3, llm="extractive")
+
+
+def test_a_documents_unnamed_subject_weighs_no_sentence(memory):
+    """The title of a document whose text never names it is a zero-width mention of each
+    chunk: it belongs to the chunk, not to the chunk's first sentence."""
+    from kgmem.pipelines.summarize import Summarizer
+
+    text = ("Grad A: OK, we're recording now. Professor B: The parser crashed again on the long files. "
+            "Grad A: I rewrote the tokenizer last week and the memory use went down by half. "
+            "Professor B: Then we should run the whole corpus through it before Friday.")
+    memory.ingest([{"id": "m1", "title": "Meeting Qx017", "text": text}])
+    subject = memory.graph.resolve("Meeting Qx017")
+    assert subject is not None  # the title is the document's subject entity
+    chunks = list(memory.passages.chunks(memory.passages.sql.chunk_ids()).values())
+    zero_width = [m for rows in memory.graph.mentions_in([c.id for c in chunks]).values()
+                  for m in rows if m[3] == subject]
+    assert zero_width and all(start == end for start, end, _, _ in zero_width)
+    summarizer = Summarizer(memory.passages, memory.graph, memory.overview.store)
+    sents, _ = summarizer.sentences(chunks, None)
+    assert len(sents) >= 3 and any(s.entities for s in sents)
+    assert all(subject not in s.entities for s in sents)

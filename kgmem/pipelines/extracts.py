@@ -77,9 +77,12 @@ def split(chunks: Sequence[Chunk], seen: set[tuple[str, int]] | None = None) -> 
 
 def attach_entities(sentences: list[Sentence], mentions: dict[int, list[tuple[int, int, int]]]) -> None:
     """Give each sentence the entities mentioned inside its span; `mentions`: chunk id ->
-    [(entity id, start, end)] in document offsets."""
+    [(entity id, start, end)] in document offsets. A zero-width mention (a document's
+    subject where the chunk does not name it) belongs to the chunk, not to a sentence:
+    it would weigh every chunk's first sentence with the document's title."""
     for s in sentences:
-        s.entities = tuple(sorted({e for e, a, b in mentions.get(s.chunk_id, ()) if s.start <= a and b <= s.end}))
+        s.entities = tuple(sorted({e for e, a, b in mentions.get(s.chunk_id, ())
+                                   if a < b and s.start <= a and b <= s.end}))
 
 
 def entity_weights(sentences: Sequence[Sentence], idf: dict[int, float] | None = None) -> dict[int, float]:
