@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+CHECK_TRIES = 3  # snapshots taken when a write lands between one and its vectors' load
+
 
 @dataclass
 class CheckReport:
@@ -32,13 +34,17 @@ class Upkeep:
         writes, vectors it has not saved yet are not counted as missing; the note says so."""
         sql = self.passages.sql
         fts = sql.check_fts()
-        with sql.snapshot():
-            generation = sql.generation
-            self._reload()
-            saved = self.passages.vectors.generation
-            in_step = saved == generation
-            writing = not in_step and self.lock.busy_elsewhere()
-            problems = fts + self.passages.check(vectors=in_step or not writing) + self.graph.check()
+        for attempt in range(CHECK_TRIES):
+            with sql.snapshot():
+                generation = sql.generation
+                self._reload()
+                saved = self.passages.vectors.generation
+                in_step = saved == generation
+                if saved > generation and attempt < CHECK_TRIES - 1:
+                    continue  # a write committed after this snapshot began, vectors saved: look again
+                writing = not in_step and (saved > generation or self.lock.busy_elsewhere())
+                problems = fts + self.passages.check(vectors=in_step or not writing) + self.graph.check()
+                break
         note = None
         if writing:
             note = (f"a write is under way in another process; checked generation {generation} "

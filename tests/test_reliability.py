@@ -357,3 +357,31 @@ def test_waiting_writers_take_turns(tmp_path):
     # apart from the last turns of whoever was first, nobody gets more than two in a row
     longest = max(len(list(run)) for _, run in itertools.groupby(turns[: len(turns) - 3]))
     assert longest <= 2, "".join(turns)
+
+
+def test_a_vector_file_newer_than_its_state_is_not_taken_for_the_states_generation(tmp_path):
+    """A reader may read the state, then an index a writer saved after it (the writer
+    writes the index, then the state): that pair must not pass for the state's generation,
+    or `check` reports chunks without vectors that are only not described yet."""
+    import numpy as np
+
+    from kgmem.memory.vectors import VectorIndex, atomic_write
+
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((4, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    writer = VectorIndex(tmp_path, 8)
+    writer.add(np.arange(1, 4), vecs[:3])
+    writer.generation = 1
+    writer.save()
+    reader = VectorIndex(tmp_path, 8)
+    assert reader.generation == 1 and len(reader) == 3  # a matching pair
+    writer.add(np.array([4]), vecs[3:])
+    import faiss
+
+    atomic_write(writer.path, lambda tmp: faiss.write_index(writer.index, str(tmp)))  # its state not yet
+    torn = VectorIndex(tmp_path, 8)
+    assert len(torn) == 4 and torn.generation == -1  # content known, generation not
+    writer.generation = 2
+    writer.save()
+    assert torn.maybe_reload() and torn.generation == 2 and len(torn) == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,17 @@ from ..errors import CorruptStoreError
 
 INDEX_NAME = "vectors.faiss"
 STATE_NAME = "vectors.json"
+LOAD_TRIES = 5  # reads of a state and index pair that a writer keeps replacing
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which file is at `path` now: each save writes a new file (a new inode) and renames it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
 
 # Batched exact search only uses BLAS above this many queries; the default (20) is
 # fine, but make sure a library default change cannot silently slow batched search.
@@ -105,22 +117,36 @@ class VectorIndex:
         return (st.st_mtime_ns, st.st_size)
 
     def _load(self) -> None:
-        stamp = self._state_stamp()
-        try:
-            index = faiss.read_index(str(self.path))
-        except RuntimeError as exc:  # FAISS reports a torn or foreign file this way
-            raise CorruptStoreError(self._damage(self.path, "not a readable FAISS index")) from exc
+        """Read the state, then the index it describes. A writer may replace both between
+        the two reads: the state names the index file it was written with (size,
+        mtime, inode), and a pair that does not match is read again; if a busy writer keeps
+        them apart, the index is taken with generation -1 (not known to match any)."""
+        for attempt in range(LOAD_TRIES):
+            stamp = self._state_stamp()
+            generation, trained_on, names = -1, 0, None
+            if self.state_path.exists():
+                try:
+                    state = json.loads(self.state_path.read_text())
+                    generation, trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
+                    names = state.get("index")
+                except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+                    raise CorruptStoreError(self._damage(self.state_path, "not the JSON kgmem writes")) from exc
+            before = _file_stamp(self.path)
+            try:
+                index = faiss.read_index(str(self.path))
+            except RuntimeError as exc:  # FAISS reports a torn or foreign file this way
+                raise CorruptStoreError(self._damage(self.path, "not a readable FAISS index")) from exc
+            same = before == _file_stamp(self.path) and stamp == self._state_stamp()
+            if same and (names is None or list(names) == list(before or ())):  # None: saved before states named it
+                break
+            if attempt == LOAD_TRIES - 1:
+                generation, stamp = -1, None  # read again at the next reload
+            else:
+                time.sleep(0.02 * (attempt + 1))
         if index.d != self.dim:
             raise CorruptStoreError(self._damage(self.path, f"vectors of dimension {index.d}, not {self.dim}"))
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = self.settings.nprobe
-        generation, trained_on = -1, 0
-        if self.state_path.exists():
-            try:
-                state = json.loads(self.state_path.read_text())
-                generation, trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
-            except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-                raise CorruptStoreError(self._damage(self.state_path, "not the JSON kgmem writes")) from exc
         self.index, self.generation, self.trained_on = index, generation, trained_on
         self._loaded_state = stamp
 
@@ -284,7 +310,7 @@ class VectorIndex:
             # write_index streams to the file: no second in-memory copy of a 1.5 GB index.
             atomic_write(self.path, lambda tmp: faiss.write_index(self.index, str(tmp)))
             state = {"generation": self.generation, "count": len(self), "kind": self.kind,
-                     "trained_on": self.trained_on}
+                     "trained_on": self.trained_on, "index": list(_file_stamp(self.path) or ())}
             atomic_write(self.state_path, lambda tmp: tmp.write_text(json.dumps(state)))
             self._loaded_state = self._state_stamp()
             self.dirty = False
