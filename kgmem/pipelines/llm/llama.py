@@ -57,8 +57,8 @@ def _load_tokenizer(path: Path) -> Any:
 class SavedTokenizer:
     """The converted tokenizer read without transformers: the Rust tokenizer and the chat
     template (jinja2, as transformers renders it). Counting a packed prompt needs only
-    this, so a first question is packed while llama.cpp is still loading the weights
-    (importing transformers alone took ~1.5 s of a cold start)."""
+    this, so a question is packed before llama.cpp has loaded the weights (importing
+    transformers alone took ~1.5 s of a cold start)."""
 
     def __init__(self, saved: Path):
         from jinja2.ext import loopcontrols
