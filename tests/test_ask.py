@@ -111,6 +111,32 @@ def test_reader_fits_the_answer_type_to_the_question(wiki_memory):
     assert yes_no.short == "yes" and yes_no.citations
 
 
+def test_reader_question_parts():
+    from kgmem.pipelines.llm.extractive import expected_labels, relation_part
+
+    question = "Who was the first president of the association which published Journal of Psychotherapy Integration?"
+    assert relation_part(question) == "Who was the first president of the association which published ?"
+    assert relation_part(APA) == "Who was the first president of the ?"
+    assert relation_part("When did the country where Clonbrook is, join CARICOM?") == \
+        "When did the country where is, join ?"
+    assert expected_labels("Barrier Device starred which Canadian actress?")["PERSON"] == 1.0
+    assert expected_labels("Which English football club won the cup?")["ORG"] == 1.0
+    assert expected_labels("In what year was it built?") == {"DATE": 1.0}
+
+
+def test_reader_never_answers_a_pronoun_or_a_lower_case_name(wiki_memory, wiki_questions):
+    from kgmem.pipelines.llm.extractive import _PRONOUNS, NAMED
+
+    for q in wiki_questions:
+        ans = wiki_memory.ask(q["question"], llm="extractive")
+        assert ans.short.lower() not in _PRONOUNS
+        src = ans.context.source(ans.citations[0].n)
+        doc = wiki_memory.get(src.doc_id).text
+        labels = {label for a, b, label, _ in ans.context.mentions[src.chunk_id] if doc[a:b].strip() == ans.short}
+        if labels & (NAMED - {"DATE"}) and ans.short not in ("yes", "no"):
+            assert ans.short[:1].isupper() or ans.short[:1].isdigit()
+
+
 def test_blank_and_overlong_questions(wiki_memory):
     for blank in ("", "   ", "\n\t"):
         with pytest.raises(ValueError, match="empty"):

@@ -2,8 +2,12 @@
 
 Candidates are the named entities and noun phrases that spaCy found in the packed
 passages at ingest (the graph's mentions: nothing is parsed at question time), plus
-numbers. Each is scored by
+numbers; pronouns are not answers. Each is scored by
 - how similar its sentence is to the question (the embedder, one batch per question),
+  and to the question without its names ("Who was the first president of the
+  association which published …": the relation the answer's sentence states),
+- how many of the question's other words its sentence holds (by their first five
+  letters, rare words counting more),
 - the mass the graph walk left on its entity (the second hop of a multi-hop question
   collects mass from the first without sharing its words),
 - the rank of its passage,
@@ -35,24 +39,31 @@ _AUX = {"is", "are", "was", "were", "do", "does", "did", "can", "could", "has", 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NUMERIC = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?(?:\s?(?:%|percent|million|billion|thousand|km|miles|m|kg|feet))?(?!\w)")
 _YEAR = re.compile(r"\b(1\d{3}|20\d{2})\b")
+_PRONOUNS = {"he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "i", "we", "you", "this",
+             "that", "these", "those", "who", "which"}
+# Runs of capitalised words or numbers after the question's first word: its names.
+_NAMES = re.compile(r"(?<=\s)(?:[A-Z][\w'’.-]*|\d[\w,.]*)(?:\s+(?:of|the|de|and|for|la|von|van|in|&)?\s*"
+                    r"(?:[A-Z][\w'’.-]*|\d[\w,.]*))*")
 _STOP = {"the", "a", "an", "of", "in", "on", "at", "to", "for", "by", "and", "or", "is", "was", "were", "are", "be",
          "who", "what", "which", "where", "when", "how", "whose", "whom", "did", "does", "do", "that", "this", "it",
          "its", "his", "her", "their", "with", "from", "as", "name", "called"}
 
-# (pattern on the lower-cased question, labels that fit its answer, with how well)
+# (pattern on the lower-cased question, labels that fit its answer, with how well);
+# "which Canadian actress" asks for a person as "which actress" does.
 _TYPES: list[tuple[re.Pattern[str], dict[str, float]]] = [
     (re.compile(r"\bhow (many|much)\b|\bwhat (number|percentage|amount)\b|\bhow (old|long|tall|far|high|large|big)\b"),
      {NUMBER: 1.0}),
-    (re.compile(r"\bwhen\b|\b(what|which) (year|date|day|month|century|decade|time|period)\b|\bin what year\b"), {"DATE": 1.0}),
-    (re.compile(r"\bwhere\b|\b(what|which) (city|country|state|county|place|region|continent|town|province|"
+    (re.compile(r"\bwhen\b|\b(what|which)(?:\s+[\w-]+){0,2}\s+(year|date|day|month|century|decade|time|period)\b"
+                r"|\bin what year\b"), {"DATE": 1.0}),
+    (re.compile(r"\bwhere\b|\b(what|which)(?:\s+[\w-]+){0,2}\s+(city|country|state|county|place|region|continent|town|province|"
                 r"location|island|river|nation|capital|village|district|area|mountain|lake|sea|ocean)\b"),
      {"GPE": 1.0, "LOC": 1.0, "FAC": 0.8}),
-    (re.compile(r"\b(what|which) (company|organi[sz]ation|band|team|university|school|college|party|group|agency|"
+    (re.compile(r"\b(what|which)(?:\s+[\w-]+){0,2}\s+(company|organi[sz]ation|band|team|university|school|college|party|group|agency|"
                 r"label|network|league|club|corporation|firm|institution|publisher|airline|station|studio|channel)\b"),
      {"ORG": 1.0, "FAC": 0.6}),
-    (re.compile(r"\b(what|which) (language)\b"), {"LANGUAGE": 1.0, "NORP": 0.8}),
-    (re.compile(r"\b(what|which) (nationality|ethnicity|religion)\b"), {"NORP": 1.0, "GPE": 0.7}),
-    (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\b(what|which) (person|actor|actress|singer|author|writer|director|"
+    (re.compile(r"\b(what|which)(?:\s+[\w-]+){0,2}\s+(language)\b"), {"LANGUAGE": 1.0, "NORP": 0.8}),
+    (re.compile(r"\b(what|which)(?:\s+[\w-]+){0,2}\s+(nationality|ethnicity|religion)\b"), {"NORP": 1.0, "GPE": 0.7}),
+    (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\b(what|which)(?:\s+[\w-]+){0,2}\s+(person|actor|actress|singer|author|writer|director|"
                 r"player|artist|musician|composer|politician|president|king|queen|founder|man|woman|producer)\b"),
      {"PERSON": 1.0, "ORG": 0.7, "NORP": 0.3}),
 ]
@@ -89,6 +100,17 @@ def options(question: str) -> list[str]:
 
 def _content(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in _content(text)}
+
+
+def relation_part(question: str) -> str:
+    """The question without its names: "Who was the first president of the association
+    which published Journal of Psychotherapy Integration?" → "Who was the first president
+    of the association which published ?"."""
+    return " ".join(_NAMES.sub(" ", question).split())
 
 
 def _about(name: str, packed: list) -> object | None:
@@ -146,14 +168,18 @@ class ExtractiveBackend:
         sentences: list[tuple[int, int, int]] = []  # (n, start, end)
         for src in packed:
             sentences += [(src.n, s, e) for s, e in sentence_spans(src.text) if e - s > 2]
+        if not sentences:
+            return Reply(NOT_FOUND, [], found=False)
         by_n = {s.n: s for s in packed}
-        vecs = self.embed([question] + [by_n[n].text[s:e] for n, s, e in sentences])
-        sims = vecs[1:] @ vecs[0]
-        sim_of = {sent: float(v) for sent, v in zip(sentences, sims)}
+        vecs = self.embed([question, relation_part(question)] + [by_n[n].text[s:e] for n, s, e in sentences])
+        sim_of = {sent: float(v) for sent, v in zip(sentences, vecs[2:] @ vecs[0])}
+        relation = vecs[2:] @ vecs[1]
+        lo, hi = float(relation.min()), float(relation.max())
+        relation_of = {sent: (float(v) - lo) / ((hi - lo) or 1.0) for sent, v in zip(sentences, relation)}
         best_sent = max(sim_of, key=sim_of.get)
         if is_yes_no(question):
             return self._yes_no(question, best_sent, packed)
-        cands = self._candidates(question, packed, sentences, sim_of, context)
+        cands = self._candidates(question, packed, sentences, sim_of, relation_of, context)
         opts = options(question)
         if opts:
             chosen = self._choose(question, opts, packed, cands)
@@ -189,9 +215,16 @@ class ExtractiveBackend:
         return Reply("yes", [n], found=True, support=[(n, s, e)])
 
     def _candidates(self, question: str, packed: list, sentences: list[tuple[int, int, int]], sim_of: dict,
-                    context: PackedContext) -> dict[str, Candidate]:
+                    relation_of: dict, context: PackedContext) -> dict[str, Candidate]:
         want = expected_labels(question)
         q_words = _content(question)
+        q_stems = {w[:5] for w in q_words}
+        by_n = {s.n: s for s in packed}
+        stems_of = {sent: _stems(by_n[sent[0]].text[sent[1]:sent[2]]) & q_stems for sent in sentences}
+        # The question's words weighted by rarity among the packed sentences.
+        df = {w: sum(1 for st in stems_of.values() if w in st) for w in q_stems}
+        idf = {w: math.log(1 + len(sentences) / (1 + df[w])) for w in q_stems}
+        idf_total = sum(idf.values()) or 1.0
         mass = context.entity_mass or {}
         top_mass = max(mass.values(), default=0.0) or 1.0
         sims = np.array(list(sim_of.values()))
@@ -210,8 +243,10 @@ class ExtractiveBackend:
             for start, end, label, entity in found:
                 text = src.text[start:end].strip(" ,.;:'\"()")
                 words = _content(text)
-                if not words or len(text) > 80:
+                if not words or len(text) > 80 or text.lower() in _PRONOUNS:
                     continue
+                if label in NAMED and label != "DATE" and not text[:1].isupper() and not text[:1].isdigit():
+                    continue  # a lower-case "name" is a tagging slip ("drang" as a PERSON)
                 if label == NUMBER and _YEAR.fullmatch(text) and NUMBER in want:
                     continue  # a year is not a count
                 inside = len(words & q_words) / len(words)
@@ -222,9 +257,13 @@ class ExtractiveBackend:
                 else:
                     fit = 1.0 if label in NAMED else 0.55
                 sent = next(((s, e) for s, e in spans if s <= start < e), spans[0] if spans else (0, len(src.text)))
-                sim = (sim_of.get((src.n, *sent), lo) - lo) / spread
+                where = (src.n, *sent)
+                sim = (sim_of.get(where, lo) - lo) / spread
+                shared = stems_of.get(where, set()) - {w[:5] for w in words}
+                overlap = sum(idf[w] for w in shared) / idf_total
                 walk = mass.get(entity, 0.0) / top_mass if entity is not None else 0.0
-                score = fit * (1.0 - 0.6 * inside) * (sim + 0.45 * math.sqrt(walk) + 0.35 / (1 + rank))
+                score = fit * (1.0 - 0.6 * inside) * (sim + 0.5 * relation_of.get(where, 0.0) + overlap
+                                                      + 0.45 * math.sqrt(walk) + 0.35 / (1 + rank))
                 key = " ".join(text.lower().split())
                 prev = out.get(key)
                 if prev is None:
