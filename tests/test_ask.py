@@ -124,6 +124,22 @@ def test_reader_question_parts():
     assert expected_labels("In what year was it built?") == {"DATE": 1.0}
 
 
+def test_second_hop_passages_are_linked_from_a_passage_naming_the_question():
+    from kgmem.pipelines.llm.extractive import second_hop
+    from kgmem.retrieval.packer import Source
+
+    def src(n, title, text):
+        return Source(n, f"d{n}", n, title, "", 0, len(text), text, True)
+
+    packed = [src(1, "Country Man", "Country Man is a song recorded by Luke Bryan."),
+              src(2, "Luke Bryan (singer)", "Luke Bryan is married to Caroline Boyer."),
+              src(3, "Caroline Boyer", "Caroline Boyer was born in Georgia."),
+              src(4, "Georgia", "Georgia is a state; Luke Bryan was born there.")]
+    hop2 = second_hop('Who is the spouse of the performer of "Country Man"?', packed)
+    # Bryan's passage is named by the song's; Boyer's and Georgia's by no passage naming the question.
+    assert hop2 == {2}
+
+
 def test_reader_never_answers_a_pronoun_or_a_lower_case_name(wiki_memory, wiki_questions):
     from kgmem.pipelines.llm.extractive import _PRONOUNS, NAMED
 
