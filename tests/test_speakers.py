@@ -211,3 +211,37 @@ def test_after_the_model_whose_words_and_what_changed(memory: Memory, embedder):
     stale = memory.ask("Which city does Alice live in?", conversation="c2", llm=Scripted(embedder, "Boston", "Boston"))
     assert stale.found and stale.short == "Denver" and stale.text.startswith("Denver [")
     assert stale.notices == ["changed: Boston (8 May 2023), then Denver (2 September 2023)"]
+
+
+CAFE = [
+    {"id": "k1", "speaker": "Melanie", "text": "We always go camping with the family; we tell stories by the fire."},
+    {"id": "k2", "speaker": "Caroline", "text": "Wow, Mel, family love and support is the best!"},
+    {"id": "k3", "speaker": "Caroline", "text": "Whoa, Mel, that sign at the café looks serious. Did anything happen?"},
+    {"id": "k4", "speaker": "Caroline", "text": "I love camping by the lake with my brother."},
+    {"id": "k5", "speaker": "Caroline", "text": "And yup, I do- Oscar, my guinea pig. How are your pets?"},
+]
+
+
+def test_answers_that_repeat_the_question_or_echo_the_listener_are_declined(memory: Memory, embedder):
+    from kgmem.conversations.people import echoes
+
+    assert echoes("a precautionary sign", "What precautionary sign did Caroline see at the café?")
+    assert echoes("temp job", "What temporary job did Jon take to cover expenses?")
+    assert not echoes("7 May 2023", "When did Caroline go to the support group?")
+    assert not echoes("yes", "Is Oscar Melanie's pet?") and not echoes("tea", "Tea or coffee?")
+    memory.remember(CAFE, conversation="c3", at="2023-06-01")
+    sign = memory.ask("What precautionary sign did Caroline see at the café?", conversation="c3",
+                      llm=Scripted(embedder, "a precautionary sign", "sign"))
+    assert not sign.found and sign.notices == ["the answer only repeats the question's words"]
+    # Caroline calls Melanie by name and says nothing of herself: the words are about Melanie's camping.
+    echo = memory.ask("What does Caroline love most about camping with her family?", conversation="c3",
+                      llm=Scripted(embedder, "family love and support", "Wow"))
+    assert not echo.found and echo.notices == ["the turns it rests on tell of Melanie, not of Caroline"]
+    own = memory.ask("Where does Caroline love camping?", conversation="c3",
+                     llm=Scripted(embedder, "by the lake", "lake"))
+    assert own.found and own.short == "by the lake"
+    # A yes or no asserts the question's words: whose pet Oscar is, Caroline's sentence says.
+    theirs = memory.ask("Is Oscar Melanie's pet?", conversation="c3", llm=Scripted(embedder, "yes", "Oscar"))
+    assert not theirs.found and theirs.notices == ["the turns it rests on tell of Caroline, not of Melanie"]
+    hers = memory.ask("Is Oscar Caroline's pet?", conversation="c3", llm=Scripted(embedder, "yes", "Oscar"))
+    assert hers.found and hers.short == "yes"

@@ -48,16 +48,19 @@ def _stems(text: str) -> set[str]:
 def _owners(answer: str, cited: list[Recalled], speakers: Sequence[str]) -> set[str]:
     """Whose fact the answer is: the owners of the cited sentences that hold most of its
     words. A sentence is its speaker's ("I ran a race"), or the listener's when it speaks
-    to them and not of the speaker ("your son is okay"); questions assert nothing. An
+    to them and not of the speaker ("your son is okay", "Wow, Mel, family love is the
+    best!": the listener by name, or its first three letters); questions assert nothing. An
     answer whose words are in no cited sentence ("yes", a date) is every cited speaker's."""
     words = _stems(answer)
     best, owners = 0, set()
     for turn in cited:
+        listeners = {s for s in speakers if s != turn.speaker}
         for sentence in _SENTENCE.split(turn.text):
             if sentence.rstrip().endswith("?"):
                 continue
-            if _SECOND_PERSON.search(sentence) and not _FIRST_PERSON.search(sentence):
-                who = {s for s in speakers if s != turn.speaker}
+            to_listener = _SECOND_PERSON.search(sentence) or _addresses(sentence, listeners)
+            if to_listener and not _FIRST_PERSON.search(sentence):
+                who = listeners
             else:
                 who = {turn.speaker}
             n = len(words & _stems(sentence))
@@ -66,6 +69,25 @@ def _owners(answer: str, cited: list[Recalled], speakers: Sequence[str]) -> set[
             elif n == best and n > 0:
                 owners |= who
     return owners if best else {t.speaker for t in cited}
+
+
+def _addresses(sentence: str, listeners: set[str]) -> bool:
+    """Whether the sentence calls a listener by name ("Melanie", or "Mel")."""
+    return any(re.search(rf"\b{re.escape(name)}\b", sentence) for s in listeners for name in {s, s[:3]}
+               if len(name) >= 3)
+
+
+def echoes(answer: str, question: str) -> bool:
+    """An answer made only of the question's own words ("What precautionary sign did
+    Caroline see?" → "a precautionary sign"; "What temporary job did Jon take?" → "temp
+    job") says nothing the question did not. Words are compared by their first four
+    letters; yes/no answers and "X or Y?" questions are left alone."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    if answer.strip(" .").lower() in ("yes", "no") or " or " in question.lower():
+        return False
+    said = {w[:4] for w in _WORD.findall(answer.lower()) if w not in STOP_WORDS}
+    return bool(said) and said <= {w[:4] for w in _WORD.findall(question.lower()) if w not in STOP_WORDS}
 
 
 def _unmentioned(question: str, cited: list[Recalled], speakers: Sequence[str]) -> list[str]:
@@ -81,21 +103,28 @@ def _unmentioned(question: str, cited: list[Recalled], speakers: Sequence[str]) 
 def owned(ans: Answer, question: str, turns: list[Recalled], speakers: Sequence[str],
           person: str | None) -> Answer:
     """An answer must rest on turns that are about what the question asks. Declined (the
-    citations stay, a notice says why) when the cited turns never mention a name the
-    question asks about, or when the question is about one speaker and the answer is a
-    fact of someone else's: people tell their own news in the first person, so Melanie's
-    "I ran a charity race" does not answer what Caroline did after hers."""
+    citations stay, a notice says why) when it only repeats the question's words, when
+    the cited turns never mention a name the question asks about, or when the question
+    is about one speaker and the answer is a fact of someone else's: people tell their
+    own news in the first person, so Melanie's "I ran a charity race" does not answer
+    what Caroline did after hers. Whose fact a yes or no is, the question's words say
+    ("Is Oscar Melanie's pet?" rests on Caroline's "Oscar, my guinea pig": declined)."""
     if not ans.found or not ans.citations:
         return ans
     cited_ids = {c.doc_id for c in ans.citations}
     cited = [t for t in turns if t.doc_id in cited_ids]
     if not cited:
         return ans
+    if echoes(ans.short, question):
+        return _decline(ans, "the answer only repeats the question's words")
     missing = _unmentioned(question, cited, speakers)
     if missing:
         return _decline(ans, f"the turns it rests on never mention {', '.join(missing)}")
     if person is not None:
-        owners = _owners(ans.short, cited, speakers)
+        said = ans.short
+        if said.strip(" .").lower() in ("yes", "no"):  # a yes or no asserts the question's own words
+            said = re.sub(rf"\b{re.escape(person)}(?:'s)?\b", " ", question, flags=re.I)
+        owners = _owners(said, cited, speakers)
         if person not in owners:
             return _decline(ans, f"the turns it rests on tell of {', '.join(sorted(owners))}, not of {person}")
     return ans
