@@ -50,22 +50,24 @@ _STOP = {"the", "a", "an", "of", "in", "on", "at", "to", "for", "by", "and", "or
          "who", "what", "which", "where", "when", "how", "whose", "whom", "did", "does", "do", "that", "this", "it",
          "its", "his", "her", "their", "with", "from", "as", "name", "called"}
 
-# (pattern on the lower-cased question, labels that fit its answer, with how well);
-# "which Canadian actress" asks for a person as "which actress" does.
+# "what/which" and up to two words before the kind asked for: "which Canadian actress"
+# asks for a person as "which actress" does.
+_WHICH = r"\b(what|which)(?:\s+[\w-]+){0,2}\s+"
+# (pattern on the lower-cased question, labels that fit its answer, with how well)
 _TYPES: list[tuple[re.Pattern[str], dict[str, float]]] = [
     (re.compile(r"\bhow (many|much)\b|\bwhat (number|percentage|amount)\b|\bhow (old|long|tall|far|high|large|big)\b"),
      {NUMBER: 1.0}),
-    (re.compile(r"\bwhen\b|\b(what|which)(?:\s+[\w-]+){0,2}\s+(year|date|day|month|century|decade|time|period)\b"
+    (re.compile(r"\bwhen\b|" + _WHICH + r"(year|date|day|month|century|decade|time|period)\b"
                 r"|\bin what year\b"), {"DATE": 1.0}),
-    (re.compile(r"\bwhere\b|\b(what|which)(?:\s+[\w-]+){0,2}\s+(city|country|state|county|place|region|continent|town|province|"
+    (re.compile(r"\bwhere\b|" + _WHICH + r"(city|country|state|county|place|region|continent|town|province|"
                 r"location|island|river|nation|capital|village|district|area|mountain|lake|sea|ocean)\b"),
      {"GPE": 1.0, "LOC": 1.0, "FAC": 0.8}),
-    (re.compile(r"\b(what|which)(?:\s+[\w-]+){0,2}\s+(company|organi[sz]ation|band|team|university|school|college|party|group|agency|"
+    (re.compile(_WHICH + r"(company|organi[sz]ation|band|team|university|school|college|party|group|agency|"
                 r"label|network|league|club|corporation|firm|institution|publisher|airline|station|studio|channel)\b"),
      {"ORG": 1.0, "FAC": 0.6}),
-    (re.compile(r"\b(what|which)(?:\s+[\w-]+){0,2}\s+(language)\b"), {"LANGUAGE": 1.0, "NORP": 0.8}),
-    (re.compile(r"\b(what|which)(?:\s+[\w-]+){0,2}\s+(nationality|ethnicity|religion)\b"), {"NORP": 1.0, "GPE": 0.7}),
-    (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\b(what|which)(?:\s+[\w-]+){0,2}\s+(person|actor|actress|singer|author|writer|director|"
+    (re.compile(_WHICH + r"(language)\b"), {"LANGUAGE": 1.0, "NORP": 0.8}),
+    (re.compile(_WHICH + r"(nationality|ethnicity|religion)\b"), {"NORP": 1.0, "GPE": 0.7}),
+    (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|" + _WHICH + r"(person|actor|actress|singer|author|writer|director|"
                 r"player|artist|musician|composer|politician|president|king|queen|founder|man|woman|producer)\b"),
      {"PERSON": 1.0, "ORG": 0.7, "NORP": 0.3}),
 ]
@@ -126,7 +128,7 @@ def _about(name: str, packed: list) -> object | None:
 
 
 # A candidate in a second-hop passage counts this much more (MuSiQue 11.1 -> 12.1,
-# HotpotQA 24.6 -> 30.2 at 2.0; flat on MuSiQue from 1.75 to 3; README "Answers").
+# HotpotQA 24.6 -> 30.2 at 2.0; flat on MuSiQue from 1.75 to 3; README, "The no-LLM reader").
 SECOND_HOP = 2.0
 
 
