@@ -38,11 +38,15 @@ _CALENDAR = {"January", "February", "March", "April", "May", "June", "July", "Au
              "November", "December", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}
 
 
-def _stems(text: str) -> set[str]:
+def _stems(text: str, letters: int = 6) -> set[str]:
     """Content words, cut to their first six letters ("realizing" meets "realize")."""
     from spacy.lang.en.stop_words import STOP_WORDS
 
-    return {w[:6] for w in _WORD.findall(text.lower()) if w not in STOP_WORDS}
+    return {w[:letters] for w in _WORD.findall(text.lower()) if w not in STOP_WORDS}
+
+
+def _yes_or_no(answer: str) -> bool:
+    return answer.strip(" .").lower() in ("yes", "no")
 
 
 def _owners(answer: str, cited: list[Recalled], speakers: Sequence[str]) -> set[str]:
@@ -82,12 +86,10 @@ def echoes(answer: str, question: str) -> bool:
     Caroline see?" → "a precautionary sign"; "What temporary job did Jon take?" → "temp
     job") says nothing the question did not. Words are compared by their first four
     letters; yes/no answers and "X or Y?" questions are left alone."""
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    if answer.strip(" .").lower() in ("yes", "no") or " or " in question.lower():
+    if _yes_or_no(answer) or " or " in question.lower():
         return False
-    said = {w[:4] for w in _WORD.findall(answer.lower()) if w not in STOP_WORDS}
-    return bool(said) and said <= {w[:4] for w in _WORD.findall(question.lower()) if w not in STOP_WORDS}
+    said = _stems(answer, 4)
+    return bool(said) and said <= _stems(question, 4)
 
 
 def _unmentioned(question: str, cited: list[Recalled], speakers: Sequence[str]) -> list[str]:
@@ -122,7 +124,7 @@ def owned(ans: Answer, question: str, turns: list[Recalled], speakers: Sequence[
         return _decline(ans, f"the turns it rests on never mention {', '.join(missing)}")
     if person is not None:
         said = ans.short
-        if said.strip(" .").lower() in ("yes", "no"):  # a yes or no asserts the question's own words
+        if _yes_or_no(said):  # a yes or no asserts the question's own words
             said = re.sub(rf"\b{re.escape(person)}(?:'s)?\b", " ", question, flags=re.I)
         owners = _owners(said, cited, speakers)
         if person not in owners:

@@ -96,7 +96,7 @@ class VectorIndex:
         self.generation = -1
         self.dirty = False
         self.trained_on = 0  # vectors in the store when the IVF cells were trained
-        self._loaded_state: tuple[int, int] | None = None
+        self._loaded_state: tuple[int, int, int] | None = None
         # Set when the vector file cannot be read: searches and writes then raise a
         # CorruptStoreError naming the file; `reset` + a re-embed (kgmem check --repair) mend it.
         self.damaged: str | None = None
@@ -109,12 +109,8 @@ class VectorIndex:
     def kind(self) -> str:
         return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
 
-    def _state_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = self.state_path.stat()
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
+    def _state_stamp(self) -> tuple[int, int, int] | None:
+        return _file_stamp(self.state_path)
 
     def _load(self) -> None:
         """Read the state, then the index it describes. A writer may replace both between

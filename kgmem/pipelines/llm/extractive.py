@@ -137,11 +137,12 @@ def second_hop(question: str, packed: list) -> set[int]:
     but about something (their title, "(film)"-style parts left out) that a passage
     naming them names."""
     names = [m.group(0).lower() for m in _NAMES.finditer(question)]
-    first = [p for p in packed if any(n in p.text.lower() or n in p.title.lower() for n in names)]
+    texts = {p.n: p.text.lower() for p in packed}
+    first = {p.n for p in packed if any(n in texts[p.n] or n in p.title.lower() for n in names)}
     out = set()
     for p in packed:
         subject = p.title.split(" (")[0].strip().lower()
-        if p not in first and len(subject) > 2 and any(subject in f.text.lower() for f in first):
+        if p.n not in first and len(subject) > 2 and any(subject in texts[n] for n in first):
             out.add(p.n)
     return out
 
@@ -241,7 +242,7 @@ class ExtractiveBackend:
                     relation_of: dict, context: PackedContext) -> dict[str, Candidate]:
         want = expected_labels(question)
         q_words = _content(question)
-        q_stems = {w[:5] for w in q_words}
+        q_stems = _stems(question)
         by_n = {s.n: s for s in packed}
         stems_of = {sent: _stems(by_n[sent[0]].text[sent[1]:sent[2]]) & q_stems for sent in sentences}
         # The question's words weighted by rarity among the packed sentences.
