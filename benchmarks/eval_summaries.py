@@ -23,6 +23,7 @@ import argparse
 import itertools
 import json
 import math
+import random
 import re
 import sys
 import time
@@ -77,12 +78,25 @@ def strip(text: str) -> str:
 def truncate(backend, text: str, query: str, words: int) -> tuple[str, int]:
     out_tokens = int(words * 1.6) + 40
     room = window_of(backend) - out_tokens - backend.count_tokens(SYSTEM) - 120
-    ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"][:room]
-    head = backend.tokenizer.decode(ids)
+    tok = backend.tokenizer
+    if hasattr(tok, "backend"):  # the converted tokenizer kgmem keeps (tokenizers, no transformers)
+        head = tok.backend.decode(tok.backend.encode(text, add_special_tokens=False).ids[:room])
+    else:
+        head = tok.decode(tok(text, add_special_tokens=False)["input_ids"][:room])
     task = "of the whole text" if query.lower().startswith("summarize the whole meeting") else f"about: {query}"
     prompt = f"Text:\n{head}\n\nWrite a summary {task}, in about {words} words."
     r = backend.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], out_tokens)
     return r.text.strip(), r.prompt_tokens
+
+
+def paired_difference(diffs: list[float], resamples: int = 10_000, seed: int = 0) -> dict:
+    """Mean of per-query differences with a paired bootstrap 95% interval: how sure a
+    difference between two methods on the same queries is."""
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(rng.choice(diffs) for _ in range(n)) / n for _ in range(resamples))
+    return {"mean": sum(diffs) / n, "ci95": [means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]],
+            "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs), "n": n}
 
 
 def turn_recall(doc: dict, spans: list[list[int]], chunks: dict[int, Chunk], read: list[int]) -> float:
@@ -176,6 +190,14 @@ def main() -> None:
             summary["results"][kind]["turn_recall"] = sum(r["turn_recall"] for r in sel) / len(sel) * 100
             recall = summary["results"][kind]["turn_recall"]
             print(f"\nrelevant turns among the passages read (specific): {recall:.1f}%")
+    for kind in ("general", "specific"):
+        sel = [r for r in rows if r["kind"] == kind]
+        for ours, ref in (("kgmem", "truncate"), ("kgmem", "textrank"), ("kgmem-extractive", "textrank")):
+            if sel and ours in methods and ref in methods:
+                paired = paired_difference([r["scores"][ours]["rougeL"] - r["scores"][ref]["rougeL"] for r in sel])
+                summary["results"][kind][f"{ours} - {ref}"] = paired
+                print(f"{kind}: ROUGE-L {ours} - {ref}: {paired['mean']:+.2f} (95% CI {paired['ci95'][0]:+.2f} to "
+                      f"{paired['ci95'][1]:+.2f}; {paired['wins']} wins, {paired['losses']} losses)")
     summary["per_query"] = rows
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1))
