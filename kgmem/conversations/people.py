@@ -39,7 +39,7 @@ _CALENDAR = {"January", "February", "March", "April", "May", "June", "July", "Au
 
 
 def _stems(text: str, letters: int = 6) -> set[str]:
-    """Content words, cut to their first six letters ("realizing" meets "realize")."""
+    """Content words, cut to their first `letters` letters (six: "realizing" meets "realize")."""
     from spacy.lang.en.stop_words import STOP_WORDS
 
     return {w[:letters] for w in _WORD.findall(text.lower()) if w not in STOP_WORDS}
