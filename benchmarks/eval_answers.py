@@ -1,7 +1,7 @@
 """Answer quality and speed on a shared bench set, beside naive RAG with the same model.
 
     .venv/bin/python benchmarks/eval_answers.py [DATASET_DIR] [--store DIR] [--limit N]
-        [--llm extractive,llama] [--budgets 512,1024,2048] [--no-reference]
+        [--llm extractive,llama] [--budgets 512,1024,2048] [--mode auto] [--no-reference]
 
 For each backend and each context budget: EM and F1 of kgmem's short answers, seconds
 per answer (p50/p95), time to first token and prompt tokens; and, in the same run and
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--budgets", default="1024", help="comma-separated context windows, in tokens")
     ap.add_argument("--no-reference", action="store_true", help="skip naive RAG")
     ap.add_argument("--fact-share", type=float, help="share of the context for graph facts (default 0.2)")
+    ap.add_argument("--mode", default="auto", help="retrieval kgmem answers from (auto, dense, lexical, hybrid, graph)")
     ap.add_argument("--tag", default="", help="suffix of the result key")
     ap.add_argument("--questions", action="store_true", help="keep per-question records in the JSON")
     ap.add_argument("--out", help="JSON output path")
@@ -67,7 +68,7 @@ def main() -> None:
             for i, budget in enumerate(map(int, args.budgets.split(","))):
                 # The naive reference does not depend on the budget: run it once per backend.
                 reference = not args.no_reference and i == 0
-                res = answer_scores(mem, data.questions, backend, reference=reference, budget=budget,
+                res = answer_scores(mem, data.questions, backend, reference=reference, budget=budget, mode=args.mode,
                                     on_question=lambda i, n: print(f"  {llm} @{budget}: {i}/{n}", end="\r",
                                                                    flush=True))
                 res["load_seconds"] = round(load, 2)

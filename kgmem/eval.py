@@ -174,15 +174,18 @@ def naive_rag(memory: Any, backend: Any, question: str, k: int = 5) -> tuple[str
 
 
 def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None, *, reference: bool = True,
-                  budget: int | None = None, on_question: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                  budget: int | None = None, on_question: Callable[[int, int], None] | None = None,
+                  mode: str = "auto") -> dict[str, Any]:
     """EM and F1 (percent) of `memory.ask(question)` against each question's answers, with
     seconds per answer (p50/p95), time to first token and prompt tokens; and, from the
-    same run, the naive RAG reference with the same model (`naive_rag`)."""
+    same run, the naive RAG reference with the same model (`naive_rag`). `mode`: the
+    retrieval kgmem's answer step reads from ("dense" isolates the answer step from the
+    graph: the same passages naive RAG starts from)."""
     backend = memory.backend(llm, load=True)
     rows: dict[str, list[dict[str, Any]]] = {"kgmem": [], "naive": []}
     for i, q in enumerate(questions):
         t0 = time.perf_counter()
-        ans = memory.ask(q["question"], llm=backend, budget=budget)
+        ans = memory.ask(q["question"], llm=backend, budget=budget, mode=mode)
         took = time.perf_counter() - t0
         first = ans.timings["retrieve"] + ans.timings["pack"] + ans.usage.get("first_token_s", 0.0)
         rows["kgmem"].append({"id": q["id"], "answer": ans.short, "found": ans.found, "gold": q["answers"],
@@ -195,7 +198,8 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
                                   "em": exact_match(text, q["answers"]), "f1": token_f1(text, q["answers"]), **cost})
         if on_question:
             on_question(i + 1, len(questions))
-    out: dict[str, Any] = {"llm": getattr(backend, "name", str(llm)), "budget": budget or backend.context_window}
+    out: dict[str, Any] = {"llm": getattr(backend, "name", str(llm)), "budget": budget or backend.context_window,
+                           "mode": mode}
     for name, records in rows.items():
         if not records:
             continue

@@ -328,3 +328,19 @@ def test_the_repl_survives_any_error_in_a_command(wiki_memory, embedder):
     repl.llm = "extractive"
     assert repl.handle("Who wrote the play Brand?") is True
     assert any("Henrik Ibsen" in line for line in out)
+
+
+def test_answer_scores_reads_from_the_retrieval_asked(wiki_memory, wiki_questions):
+    """`answer_scores(mode="dense")` isolates the answer step: kgmem then cites only
+    passages from the dense ranking, the one naive RAG starts from."""
+    from kgmem.eval import answer_scores
+
+    qs = wiki_questions[:4]
+    res = answer_scores(wiki_memory, qs, "extractive", reference=False, mode="dense")
+    assert res["mode"] == "dense" and "naive" not in res
+    rows = res["kgmem"]["questions"]
+    assert [r["id"] for r in rows] == [q["id"] for q in qs]
+    k = wiki_memory.config.search_k
+    for q, row in zip(qs, rows):
+        dense = {h.doc_id for h in wiki_memory.search(q["question"], k=k, mode="dense")}
+        assert row["cited"] and set(row["cited"]) <= dense
