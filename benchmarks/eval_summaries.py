@@ -78,11 +78,7 @@ def strip(text: str) -> str:
 def truncate(backend, text: str, query: str, words: int) -> tuple[str, int]:
     out_tokens = int(words * 1.6) + 40
     room = window_of(backend) - out_tokens - backend.count_tokens(SYSTEM) - 120
-    tok = backend.tokenizer
-    if hasattr(tok, "backend"):  # the converted tokenizer kgmem keeps (tokenizers, no transformers)
-        head = tok.backend.decode(tok.backend.encode(text, add_special_tokens=False).ids[:room])
-    else:
-        head = tok.decode(tok(text, add_special_tokens=False)["input_ids"][:room])
+    head = backend.head(text, room)
     task = "of the whole text" if query.lower().startswith("summarize the whole meeting") else f"about: {query}"
     prompt = f"Text:\n{head}\n\nWrite a summary {task}, in about {words} words."
     r = backend.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], out_tokens)

@@ -41,6 +41,14 @@ def test_llama_answers_in_json_streams_the_answer_and_counts_its_own_tokens(wiki
     assert again.usage["cached_tokens"] > 0  # the same prompt again: read from llama.cpp's cache
 
 
+def test_head_keeps_the_start_of_a_text_that_fits_in_n_tokens(small_backend, wiki_records):
+    """What the summary benchmark's truncate reference gives the model: the text's start, cut by its tokens."""
+    text = " ".join(r["text"] for r in wiki_records[:20])
+    head = small_backend.head(text, 200)
+    assert 190 <= small_backend.count_tokens(head) <= 200
+    assert text.startswith(head[:-20]) and len(head) < len(text)
+
+
 def test_two_threads_share_one_model(wiki_memory, wiki_questions, small_backend):
     questions = [q["question"] for q in wiki_questions[:4]]
     results: dict[str, str] = {}

@@ -90,6 +90,10 @@ class SavedTokenizer:
         with self._lock:
             return len(self.backend.encode(text, add_special_tokens=False).ids)
 
+    def head(self, text: str, tokens: int) -> str:
+        with self._lock:
+            return self.backend.decode(self.backend.encode(text, add_special_tokens=False).ids[:tokens])
+
     def render(self, messages: list[dict[str, str]]) -> str:
         assert self._template is not None
         return self._template.render(messages=messages, add_generation_prompt=True, **self.specials)
@@ -159,6 +163,12 @@ class LlamaBackend(ChatBackend):
         if isinstance(self.tokenizer, SavedTokenizer):
             return self.tokenizer.count(text)
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def head(self, text: str, tokens: int) -> str:
+        """The start of `text` that fits in `tokens` of the model's tokens."""
+        if isinstance(self.tokenizer, SavedTokenizer):
+            return self.tokenizer.head(text, tokens)
+        return self.tokenizer.decode(self.tokenizer(text, add_special_tokens=False)["input_ids"][:tokens])
 
     def render(self, system: str, user: str) -> str:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
