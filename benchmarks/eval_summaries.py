@@ -9,7 +9,9 @@ Methods, all at the reference answer's length in words:
 - textrank: TextRank (Mihalcea & Tarau 2004: sentence graph, overlap similarity,
   PageRank) over the meeting's sentences, split and cleaned by the same code;
 - with --llm: kgmem (the model over graph-selected sentences, map-reduce) and
-  truncate: the same model given the meeting's first tokens that fit the same window.
+  truncate: the same model given the meeting's first tokens that fit the same window,
+  plain greedy decoding; truncate-dry: the same prompt (read once: llama.cpp's prompt
+  cache) with the no-repeat sampler kgmem's summaries use.
 
 For specific queries, also the recall of the relevant turns among the passages kgmem
 read. Prints a table, writes JSON (results/summaries.json by default).
@@ -75,13 +77,14 @@ def strip(text: str) -> str:
     return re.sub(r"\[\d+\]", "", text)
 
 
-def truncate(backend, text: str, query: str, words: int) -> tuple[str, int]:
+def truncate(backend, text: str, query: str, words: int, no_repeat: bool = False) -> tuple[str, int]:
     out_tokens = int(words * 1.6) + 40
     room = window_of(backend) - out_tokens - backend.count_tokens(SYSTEM) - 120
     head = backend.head(text, room)
     task = "of the whole text" if query.lower().startswith("summarize the whole meeting") else f"about: {query}"
     prompt = f"Text:\n{head}\n\nWrite a summary {task}, in about {words} words."
-    r = backend.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], out_tokens)
+    r = backend.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], out_tokens,
+                     no_repeat=no_repeat)
     return r.text.strip(), r.prompt_tokens
 
 
@@ -134,7 +137,7 @@ def main() -> None:
         sampled = {q["doc_id"] for q in general}
         specific = [q for q in specific if q["doc_id"] in sampled]
     specific = specific[:: args.specific_stride] if args.specific_stride else []
-    methods = ["kgmem-extractive", "textrank"] + (["kgmem", "truncate"] if args.llm else [])
+    methods = ["kgmem-extractive", "textrank"] + (["kgmem", "truncate", "truncate-dry"] if args.llm else [])
     backend = mem.backend(args.llm) if args.llm else None
     rows = []
     order = sorted([("general", q) for q in general] + [("specific", q) for q in specific],
@@ -150,8 +153,8 @@ def main() -> None:
                 t = time.perf_counter()
                 if m == "textrank":
                     text, tokens = textrank(doc["text"], words), 0
-                elif m == "truncate":
-                    text, tokens = truncate(backend, doc["text"], q["query"], words)
+                elif m.startswith("truncate"):
+                    text, tokens = truncate(backend, doc["text"], q["query"], words, no_repeat=m == "truncate-dry")
                 else:
                     s = mem.summarize(q["doc_id"], query=None if kind == "general" else q["query"], words=words,
                                       llm="extractive" if m == "kgmem-extractive" else args.llm)
@@ -188,7 +191,8 @@ def main() -> None:
             print(f"\nrelevant turns among the passages read (specific): {recall:.1f}%")
     for kind in ("general", "specific"):
         sel = [r for r in rows if r["kind"] == kind]
-        for ours, ref in (("kgmem", "truncate"), ("kgmem", "textrank"), ("kgmem-extractive", "textrank")):
+        for ours, ref in (("kgmem", "truncate"), ("kgmem", "truncate-dry"), ("kgmem", "textrank"),
+                          ("kgmem-extractive", "textrank")):
             if sel and ours in methods and ref in methods:
                 paired = paired_difference([r["scores"][ours]["rougeL"] - r["scores"][ref]["rougeL"] for r in sel])
                 summary["results"][kind][f"{ours} - {ref}"] = paired

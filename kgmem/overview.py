@@ -156,7 +156,7 @@ class Overview:
             prompt = (f"Summaries of the topics in memory:\n{notes}\n\nQuestion: {question}\n"
                       f"Answer the question from these summaries in about {words} words, keeping their [n] citations.")
             result = backend.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
-                                  int(words * 1.6) + 40)
+                                  int(words * 1.6) + 40, no_repeat=True)
             text, tokens = cite_sentences(result.text, bags), result.prompt_tokens
         else:
             text, tokens = " ".join(t for _, t in parts), 0

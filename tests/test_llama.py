@@ -49,6 +49,14 @@ def test_head_keeps_the_start_of_a_text_that_fits_in_n_tokens(small_backend, wik
     assert text.startswith(head[:-20]) and len(head) < len(text)
 
 
+def test_no_repeat_stops_a_reply_repeating_itself(small_backend):
+    """chat(no_repeat=True), which summaries use: llama.cpp's DRY sampler penalises a phrase the reply already holds."""
+    ask = [{"role": "user", "content": "Write the sentence 'The cat sat on the mat.' ten times."}]
+    plain = small_backend.chat(ask, 120).text.lower().count("cat sat on the mat")
+    guarded = small_backend.chat(ask, 120, no_repeat=True).text.lower().count("cat sat on the mat")
+    assert plain >= 2 and guarded < plain
+
+
 def test_two_threads_share_one_model(wiki_memory, wiki_questions, small_backend):
     questions = [q["question"] for q in wiki_questions[:4]]
     results: dict[str, str] = {}

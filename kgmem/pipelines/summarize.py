@@ -248,7 +248,8 @@ class Summarizer:
 
     @staticmethod
     def _call(model: ChatBackend, prompt: str, max_tokens: int) -> tuple[str, int]:
-        result = model.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], max_tokens)
+        result = model.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], max_tokens,
+                            no_repeat=True)
         return result.text.strip(), result.prompt_tokens
 
 

@@ -208,7 +208,10 @@ class ChatBackend:
     schema: dict[str, Any] | None = ANSWER_SCHEMA
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int, schema: dict[str, Any] | None = None,
-             on_delta: OnToken | None = None) -> ChatResult:
+             on_delta: OnToken | None = None, no_repeat: bool = False) -> ChatResult:
+        """The model's reply to `messages` (greedy). `no_repeat`: for long prose (summaries),
+        penalise repeating what the reply already said, where the backend can: small models
+        otherwise loop ("They also discuss X. They also discuss Y. ...")."""
         raise NotImplementedError
 
     def count_tokens(self, text: str) -> int:

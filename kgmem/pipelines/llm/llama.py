@@ -21,6 +21,12 @@ from ...memory.offline import offline
 from .base import ChatBackend, ChatResult, LLMError, OnToken
 from .models import DEFAULT_MODEL, INSTALL_HINT, MODELS, cache_dir, model_file
 
+# chat(no_repeat=True): llama.cpp's DRY sampler ("don't repeat yourself") with its
+# authors' suggested settings; a phrase the reply already holds is penalised more the
+# longer the repeat grows. On QMSum's whole-meeting summaries it stopped Qwen2.5-1.5B's
+# loops and raised ROUGE-L (README "Summaries"); frequency/presence penalties did not.
+NO_REPEAT = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2}
+
 
 def _tokenizer(path: Path) -> Any:
     """The model's tokenizer (with its chat template), converted from the GGUF on first use."""
@@ -179,9 +185,11 @@ class LlamaBackend(ChatBackend):
         return f"{system}\n\n{user}\n"
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int, schema: dict[str, Any] | None = None,
-             on_delta: OnToken | None = None) -> ChatResult:
+             on_delta: OnToken | None = None, no_repeat: bool = False) -> ChatResult:
         request: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": 0,
                                    "stream": True, "cache_prompt": True}
+        if no_repeat:
+            request.update(NO_REPEAT, dry_penalty_last_n=max(self.max_window, self.context_window))
         if schema is not None:
             request["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
         self.wait_loaded()
