@@ -210,7 +210,7 @@ class ChatBackend:
     def chat(self, messages: list[dict[str, str]], max_tokens: int, schema: dict[str, Any] | None = None,
              on_delta: OnToken | None = None, no_repeat: bool = False) -> ChatResult:
         """The model's reply to `messages` (greedy). `no_repeat`: for long prose (summaries),
-        penalise repeating what the reply already said, where the backend can: small models
+        penalise repeating phrases already written (prompt or reply), where the backend can: small models
         otherwise loop ("They also discuss X. They also discuss Y. ...")."""
         raise NotImplementedError
 

@@ -22,7 +22,7 @@ from .base import ChatBackend, ChatResult, LLMError, OnToken
 from .models import DEFAULT_MODEL, INSTALL_HINT, MODELS, cache_dir, model_file
 
 # chat(no_repeat=True): llama.cpp's DRY sampler ("don't repeat yourself") with its
-# authors' suggested settings; a phrase the reply already holds is penalised more the
+# authors' suggested settings; a phrase the prompt or reply already holds costs more the
 # longer the repeat grows. On QMSum's whole-meeting summaries it stopped Qwen2.5-1.5B's
 # loops and raised ROUGE-L (README "Summaries"); frequency/presence penalties did not.
 NO_REPEAT = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2}
