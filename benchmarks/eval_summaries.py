@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kgmem import Memory  # noqa: E402
 from kgmem.memory.store import Chunk  # noqa: E402
 from kgmem.pipelines.extracts import MIN_WORDS, split  # noqa: E402
-from kgmem.pipelines.summarize import SYSTEM, window_of  # noqa: E402
+from kgmem.pipelines.summarize import SYSTEM, WHOLE_GUIDE, kind_of, window_of  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "qmsum"
 _WORDS = re.compile(r"\w+")
@@ -77,12 +77,19 @@ def strip(text: str) -> str:
     return re.sub(r"\[\d+\]", "", text)
 
 
-def truncate(backend, text: str, query: str, words: int, no_repeat: bool = False) -> tuple[str, int]:
+def truncate(backend, text: str, query: str | None, words: int, no_repeat: bool = False) -> tuple[str, int]:
+    """The meeting's first tokens and the instruction kgmem's own call carries: a whole
+    text's (query None: a general query, which kgmem answers as a whole-meeting summary)
+    or one about the query."""
     out_tokens = int(words * 1.6) + 40
     room = window_of(backend) - out_tokens - backend.count_tokens(SYSTEM) - 120
     head = backend.head(text, room)
-    task = "of the whole text" if query.lower().startswith("summarize the whole meeting") else f"about: {query}"
-    prompt = f"Text:\n{head}\n\nWrite a summary {task}, in about {words} words."
+    if query is None:
+        kind = kind_of(len({s.speaker for s in split([Chunk(0, "d", 0, 0, len(head), head, 0)]) if s.speaker}))
+        task, guide = f"of the whole {kind}", " " + WHOLE_GUIDE.format(kind=kind) if WHOLE_GUIDE else ""
+    else:
+        task, guide = f"about: {query}", ""
+    prompt = f"Text:\n{head}\n\nWrite a summary {task}, in about {words} words.{guide}"
     r = backend.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], out_tokens,
                      no_repeat=no_repeat)
     return r.text.strip(), r.prompt_tokens
@@ -117,6 +124,7 @@ def main() -> None:
     ap.add_argument("--general-offset", type=int, default=0, help="start the general stride here")
     ap.add_argument("--specific-stride", type=int, default=1, help="0: no specific queries")
     ap.add_argument("--same-meetings", action="store_true", help="specific queries only of the sampled meetings")
+    ap.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "summaries.json"))
     args = ap.parse_args()
     from rouge_score import rouge_scorer
@@ -138,6 +146,11 @@ def main() -> None:
         specific = [q for q in specific if q["doc_id"] in sampled]
     specific = specific[:: args.specific_stride] if args.specific_stride else []
     methods = ["kgmem-extractive", "textrank"] + (["kgmem", "truncate", "truncate-dry"] if args.llm else [])
+    if args.methods:
+        unknown = set(args.methods.split(",")) - set(methods)
+        if unknown:
+            ap.error(f"unknown method(s) {', '.join(sorted(unknown))}; with this --llm: {', '.join(methods)}")
+        methods = [m for m in methods if m in args.methods.split(",")]
     backend = mem.backend(args.llm) if args.llm else None
     rows = []
     order = sorted([("general", q) for q in general] + [("specific", q) for q in specific],
@@ -154,7 +167,8 @@ def main() -> None:
                 if m == "textrank":
                     text, tokens = textrank(doc["text"], words), 0
                 elif m.startswith("truncate"):
-                    text, tokens = truncate(backend, doc["text"], q["query"], words, no_repeat=m == "truncate-dry")
+                    text, tokens = truncate(backend, doc["text"], None if kind == "general" else q["query"], words,
+                                            no_repeat=m == "truncate-dry")
                 else:
                     s = mem.summarize(q["doc_id"], query=None if kind == "general" else q["query"], words=words,
                                       llm="extractive" if m == "kgmem-extractive" else args.llm)
@@ -185,7 +199,7 @@ def main() -> None:
             summary["results"].setdefault(kind, {})[m] = agg
             print(f"| {kind} ({len(sel)}) | {m} | {agg['rouge1']:.1f} | {agg['rouge2']:.1f} | {agg['rougeL']:.1f} "
                   f"| {agg['seconds']:.1f} | {agg['tokens']:.0f} |")
-        if kind == "specific":
+        if kind == "specific" and "kgmem-extractive" in methods:
             summary["results"][kind]["turn_recall"] = sum(r["turn_recall"] for r in sel) / len(sel) * 100
             recall = summary["results"][kind]["turn_recall"]
             print(f"\nrelevant turns among the passages read (specific): {recall:.1f}%")

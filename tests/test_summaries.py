@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from kgmem import Memory
+from kgmem.pipelines.llm.base import ChatBackend, ChatResult
 from kgmem.repl import Repl
 
 MEETING = "\n".join([
@@ -158,6 +159,42 @@ def test_model_summary_every_sentence_cited(meeting: Memory):
     assert sents and all(re.search(r"\[\d+\]", s) for s in sents)
     assert {c.n for c in summary.citations} == {int(n) for n in re.findall(r"\[(\d+)\]", summary.text)}
     assert steps[0].stage == "select" and steps[-1].stage == "done"
+
+
+class PromptRecorder(ChatBackend):
+    """Records what a summary asks the model and writes one cited sentence: the prompt's
+    logic only (the real model writes a summary in test_model_summary_every_sentence_cited)."""
+
+    name = "recorder"
+    context_window = 4096
+
+    def __init__(self):
+        self.calls: list[tuple[str, bool]] = []
+
+    def chat(self, messages, max_tokens, schema=None, on_delta=None, no_repeat=False) -> ChatResult:
+        self.calls.append((messages[-1]["content"], no_repeat))
+        return ChatResult("The team keeps the rubber case [1].", prompt_tokens=len(messages[-1]["content"].split()))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def test_a_transcript_is_summarised_as_a_meeting(meeting: Memory, wiki_records):
+    """A whole transcript is asked for as the meeting it records (what it was about, then
+    its points in order, and its decisions), with the no-repeat sampler; a query about part
+    of it with plain decoding; a text without speakers as a text."""
+    model = PromptRecorder()
+    meeting.summarize("meeting", words=60, llm=model)
+    prompt, no_repeat = model.calls[-1]
+    assert "Anna: " in prompt and "summary of the whole meeting" in prompt and no_repeat
+    assert "what the meeting was about" in prompt
+    meeting.summarize("meeting", query="What did they decide about the battery?", words=40, llm=model)
+    prompt, no_repeat = model.calls[-1]
+    assert "about: What did they decide about the battery?" in prompt and not no_repeat
+    assert "was about" not in prompt
+    meeting.summarize(wiki_records[0]["id"], words=60, llm=model)
+    prompt, no_repeat = model.calls[-1]
+    assert "summary of the whole text" in prompt and "what the text was about" in prompt
 
 
 def test_an_empty_store_summarises_to_nothing_with_a_notice(memory: Memory):

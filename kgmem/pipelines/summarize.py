@@ -38,6 +38,7 @@ QUERY_PASSAGES = 16
 USE_IDF = True
 READ_WORDS = 2500  # what the model reads for a whole text, at least: ~3,300 tokens, ~50 s here
 QUERY_READ_WORDS = 500  # ... for a query
+WHOLE_GUIDE = "Say first what the {kind} was about, then the main points in the order they came, and what was decided."
 LEAD_WORDS = 200  # a whole document's opening sentences (its agenda, its abstract) the model always reads
 _WORDS = re.compile(r"\w+", re.UNICODE)
 _MARK = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -214,11 +215,15 @@ class Summarizer:
         room = window_of(model) - out_tokens - model.count_tokens(SYSTEM) - 120
         groups = _groups(chosen, home)
         batches = _pack([_excerpts(g, numbers) for g in groups], model.count_tokens, room)
-        task = f"about: {query}" if query else "of the whole text"
+        one_doc = len({s.doc_id for s in chosen}) == 1
+        kind = kind_of(len({s.speaker for s in chosen if s.speaker}) if one_doc else 0)
+        task = f"about: {query}" if query else f"of the whole {kind}"
+        guide = "" if query or not WHOLE_GUIDE else " " + WHOLE_GUIDE.format(kind=kind)
         tokens, calls, t_model = 0, [], time.perf_counter()
         if len(batches) == 1:
-            prompt = f"Excerpts:\n{batches[0]}\n\nWrite a summary {task}, in about {words} words, citing the excerpts."
-            text, used = self._call(model, prompt, out_tokens)
+            prompt = (f"Excerpts:\n{batches[0]}\n\nWrite a summary {task}, in about {words} words, citing the "
+                      f"excerpts.{guide}")
+            text, used = self._call(model, prompt, out_tokens, no_repeat=not query)
             tokens += used
             n_groups = 1
         else:
@@ -227,7 +232,7 @@ class Summarizer:
                 about = f" about: {query}" if query else ""
                 prompt = (f"Excerpts:\n{batch}\n\nSummarise what these excerpts say{about}, "
                           f"in about {part_words} words, citing the excerpts.")
-                text, used = self._call(model, prompt, int(part_words * 1.6) + 30)
+                text, used = self._call(model, prompt, int(part_words * 1.6) + 30, no_repeat=not query)
                 tokens += used
                 calls.append(text)
                 if on_progress is not None:
@@ -236,8 +241,8 @@ class Summarizer:
                                                 spent / (i + 1) * (len(batches) - i)))
             notes = "\n".join(f"Part {i + 1}: {c}" for i, c in enumerate(calls))
             prompt = (f"Partial summaries, in the order of the text:\n{notes}\n\nCombine them into one summary {task}, "
-                      f"in about {words} words. Keep the [n] citations of what you keep.")
-            text, used = self._call(model, prompt, out_tokens)
+                      f"in about {words} words. Keep the [n] citations of what you keep.{guide}")
+            text, used = self._call(model, prompt, out_tokens, no_repeat=not query)
             tokens += used
             n_groups = len(batches)
             if on_progress is not None:
@@ -247,9 +252,9 @@ class Summarizer:
                        {"model": time.perf_counter() - t_model})
 
     @staticmethod
-    def _call(model: ChatBackend, prompt: str, max_tokens: int) -> tuple[str, int]:
+    def _call(model: ChatBackend, prompt: str, max_tokens: int, no_repeat: bool = True) -> tuple[str, int]:
         result = model.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], max_tokens,
-                            no_repeat=True)
+                            no_repeat=no_repeat)
         return result.text.strip(), result.prompt_tokens
 
 
@@ -263,6 +268,13 @@ def _lead(sents: list[Sentence], words: int) -> list[int]:
             out.append(i)
             used += s.words
     return out
+
+
+def kind_of(speakers: int) -> str:
+    """What a text with this many speakers is called in a summary's instruction: asked for
+    a summary "of the whole text", the model described transcripts' excerpts ("The text
+    discusses…") instead of what the meeting did."""
+    return "meeting" if speakers >= 3 else "conversation" if speakers == 2 else "text"
 
 
 def window_of(model: Any) -> int:
