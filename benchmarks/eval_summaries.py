@@ -85,7 +85,7 @@ def truncate(backend, text: str, query: str | None, words: int, no_repeat: bool 
     room = window_of(backend) - out_tokens - backend.count_tokens(SYSTEM) - 120
     head = backend.head(text, room)
     if query is None:
-        kind = kind_of(len({s.speaker for s in split([Chunk(0, "d", 0, 0, len(head), head, 0)]) if s.speaker}))
+        kind = kind_of(split([Chunk(0, "d", 0, 0, len(head), head, 0)]))
         task, guide = f"of the whole {kind}", " " + WHOLE_GUIDE.format(kind=kind) if WHOLE_GUIDE else ""
     else:
         task, guide = f"about: {query}", ""

@@ -215,8 +215,7 @@ class Summarizer:
         room = window_of(model) - out_tokens - model.count_tokens(SYSTEM) - 120
         groups = _groups(chosen, home)
         batches = _pack([_excerpts(g, numbers) for g in groups], model.count_tokens, room)
-        one_doc = len({s.doc_id for s in chosen}) == 1
-        kind = kind_of(len({s.speaker for s in chosen if s.speaker}) if one_doc else 0)
+        kind = kind_of(chosen)
         task = f"about: {query}" if query else f"of the whole {kind}"
         guide = "" if query or not WHOLE_GUIDE else " " + WHOLE_GUIDE.format(kind=kind)
         tokens, calls, t_model = 0, [], time.perf_counter()
@@ -252,7 +251,7 @@ class Summarizer:
                        {"model": time.perf_counter() - t_model})
 
     @staticmethod
-    def _call(model: ChatBackend, prompt: str, max_tokens: int, no_repeat: bool = True) -> tuple[str, int]:
+    def _call(model: ChatBackend, prompt: str, max_tokens: int, no_repeat: bool) -> tuple[str, int]:
         result = model.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], max_tokens,
                             no_repeat=no_repeat)
         return result.text.strip(), result.prompt_tokens
@@ -270,10 +269,14 @@ def _lead(sents: list[Sentence], words: int) -> list[int]:
     return out
 
 
-def kind_of(speakers: int) -> str:
-    """What a text with this many speakers is called in a summary's instruction: asked for
+def kind_of(sents: Sequence[Sentence]) -> str:
+    """What the text these sentences come from is called in a summary's instruction: a
+    meeting (one document, 3 or more speakers), a conversation (2), else a text. Asked for
     a summary "of the whole text", the model described transcripts' excerpts ("The text
     discusses…") instead of what the meeting did."""
+    if len({s.doc_id for s in sents}) != 1:
+        return "text"
+    speakers = len({s.speaker for s in sents if s.speaker})
     return "meeting" if speakers >= 3 else "conversation" if speakers == 2 else "text"
 
 
