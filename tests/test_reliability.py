@@ -134,7 +134,7 @@ deadline = time.time() + float(sys.argv[2])
 while time.time() < deadline:
     try:
         hits = mem.search("first president of the American Psychological Association", k=5)
-        mem.ask("Who was the first president of the American Psychological Association?", k=3)
+        mem.ask("Who was the first president of the American Psychological Association?", k=3, llm="extractive")
         seen.append(mem.stats()["documents"])
         queries += 1
     except Exception as exc:
