@@ -8,7 +8,12 @@ hours here) and reports its peak RSS. The same-run references:
 
 - `baseline`: the same process ingesting 100 KB completely — the models' own footprint;
 - `8mib-unbounded`: the 8 MiB document the old way (one document, one batch), as
-  before this change; it runs for `--seconds` too, so its figure is a lower bound.
+  before this change; it runs for `--seconds` too, so its figure is a lower bound;
+- `--reference TREE`: each case run again with the kgmem of another checkout (say, the
+  commit before a change), labelled `CASE@reference`.
+
+Each batch's sample is (seconds, words, chunks, peak RSS MB, current RSS MB); `growth`
+fits current RSS against chunks after the first third of the run (KB a chunk).
 
     python benchmarks/bench_memory.py --seconds 120 --out benchmarks/results/memory.json
 """
@@ -27,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench" / "musique" / "corpus.jsonl"
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
 from kgmem import Config, Memory
 from kgmem.pipelines.ingest import StopIngest
@@ -39,10 +44,23 @@ options = ReaderOptions(**spec.get("options", {}))
 t0 = time.perf_counter()
 samples = []
 
+def rss_now():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
 def progress(p):
-    samples.append((round(time.perf_counter() - t0, 1), p.words, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
+    samples.append((round(time.perf_counter() - t0, 1), p.words, p.chunks,
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, rss_now()))
     if time.perf_counter() - t0 > spec["seconds"]:
         raise StopIngest()
+
+def growth(samples):
+    import numpy as np
+    late = samples[len(samples) // 3:]
+    if len(late) < 3 or late[-1][2] == late[0][2]:
+        return None
+    chunks, rss = np.array([s[2] for s in late], float), np.array([s[4] for s in late], float)
+    return round(float(np.polyfit(chunks, rss, 1)[0]) * 1024, 2)
 
 def watchdog():  # a batch that outlives the time (the unbounded case): report what it holds now
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
@@ -64,7 +82,7 @@ print(json.dumps({
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     "seconds": round(time.perf_counter() - t0, 1), "stopped_early": stopped,
     "documents": stats["documents"], "chunks": stats["chunks"], "words": stats["words"],
-    "rss_by_batch": samples[:: max(1, len(samples) // 12)],
+    "rss_by_batch": samples[:: max(1, len(samples) // 12)], "growth_kb_per_chunk": growth(samples),
 }), flush=True)
 os._exit(0)
 """
@@ -98,9 +116,11 @@ def write_jsonl(path: Path, size: int, docs: list[dict]) -> None:
             n += 1
 
 
-def run(case: str, spec: dict) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": os.environ.get("KGMEM_THREADS", "2")}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, env=env)
+def run(case: str, spec: dict, tree: Path = ROOT) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": os.environ.get("KGMEM_THREADS", "2"),
+           "PYTHONPATH": str(tree)}
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, env=env,
+                          cwd=tree)
     if proc.returncode != 0:
         raise SystemExit(f"{case}: {proc.stderr[-2000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -114,6 +134,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=120.0, help="Ingest time per case (then stop after the batch).")
     ap.add_argument("--out", help="Write the JSON result here.")
     ap.add_argument("--cases", help="Comma-separated subset of: baseline, 8mib, 8mib-unbounded, text-100mb, jsonl-1gb.")
+    ap.add_argument("--reference", type=Path, help="A checkout whose kgmem runs each case again, as the reference.")
     args = ap.parse_args()
     docs = passages()
     work = Path(tempfile.mkdtemp(prefix="kgmem-mem-"))
@@ -142,13 +163,18 @@ def main() -> int:
     if args.cases:
         cases = {k: v for k, v in cases.items() if k in set(args.cases.split(",")) | {"baseline"}}
     results = {}
+    trees = [("", ROOT)] + ([("@reference", args.reference.resolve())] if args.reference else [])
     for case, (name, extra) in cases.items():
-        spec = {"input": str(work / name), "store": str(work / f"store-{case}"), "seconds": args.seconds, **extra}
-        results[case] = {"input": name, "input_mb": round((work / name).stat().st_size / 10**6, 1), **run(case, spec)}
+        for label, tree in trees:
+            spec = {"input": str(work / name), "store": str(work / f"store-{case}{label}"), "seconds": args.seconds,
+                    **extra}
+            results[case + label] = {"input": name, "input_mb": round((work / name).stat().st_size / 10**6, 1),
+                                     **run(case + label, spec, tree)}
     base = results["baseline"]["peak_rss_mb"]
     for r in results.values():
         r["vs_baseline"] = round(r["peak_rss_mb"] / base, 2)
-    out = {"seconds_per_case": args.seconds, "cases": results}
+    out = {"seconds_per_case": args.seconds, "reference": str(args.reference) if args.reference else None,
+           "cases": results}
     print(json.dumps(out, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

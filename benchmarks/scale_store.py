@@ -166,7 +166,7 @@ def build(path: Path, pool: dict, n: int, config: Config | None = None, seed: in
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         vectors.add(np.arange(lo + 1, lo + 1 + len(block)), block)
     vectors.generation = 1
-    vectors.save()  # picks the layout: IVF above the threshold
+    vectors.save(fold=True)  # picks the layout: IVF above the threshold
     vec_s = time.perf_counter() - t_vec
 
     t_graph = time.perf_counter()

@@ -100,6 +100,11 @@ class Config:
     # Exact vector search below this many chunks, an IVF index above (see README "Speed").
     ann_threshold: int = 50_000
     ann_nprobe: int = 64
+    # New vectors go to an append-only log; a write ends by folding it into the index file
+    # while the two together are at most this many MiB (the fold holds all of them in
+    # memory). Above it the log stays, and readers replay it (README "Memory on large inputs");
+    # 0: fold only when asked (`kgmem check --repair`).
+    vector_fold_mb: int = 256
     rrf_k: int = 60
 
     # --- answering
@@ -123,7 +128,7 @@ class Config:
                 raise SettingError(f"{name}={value!r}: expected a whole number of 1 or more")
         if not isinstance(self.writer_wait, (int, float)) or not self.writer_wait >= 0:
             raise SettingError(f"writer_wait={self.writer_wait!r}: expected a number of seconds, 0 or more")
-        for name in ("context_window", "answer_tokens"):
+        for name in ("context_window", "answer_tokens", "vector_fold_mb"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingError(f"{name}={getattr(self, name)!r}: expected a whole number, 0 or more")
         if not 0.0 <= self.fact_share < 1.0:

@@ -251,3 +251,53 @@ def test_a_long_document_is_stored_in_parts_that_follow_its_versions(memory, wik
     assert memory.search(texts[35][:120], k=1, mode="lexical")[0].doc_id.startswith("long#")
     assert memory.delete("long") > 0 and memory.passages.sql.document_ids() == [str(big)]
     assert memory.check() == []
+
+
+def test_a_long_ingest_keeps_its_vectors_in_the_log_not_in_memory(tmp_path, embedder, wiki_records):
+    """New vectors are appended to vectors.log: the writer's in-memory index does not grow
+    with them, a reader replays them, a stopped writer's uncommitted bytes are dropped, and
+    a repair folds the log into the index file."""
+    store = tmp_path / "s"
+    config = Config(vector_fold_mb=0, docs_per_batch=4, checkpoint_batches=1)
+    with Memory(store, config=config, embedder=embedder) as mem:
+        report = mem.ingest(wiki_records[:16])
+        assert mem.passages.vectors._index.ntotal == 0  # the writer holds none of them
+        log = store / "vectors.log"
+        assert log.stat().st_size >= report.chunks * (8 + 4 * embedder.dim)
+        mem.delete(wiki_records[0]["id"])
+        with Memory(store, embedder=embedder) as reader:
+            assert reader.check() == []
+            assert len(reader.passages.vectors) == reader.stats()["chunks"]
+            hit = reader.search(wiki_records[9]["text"][:300], k=1, mode="dense")[0]
+            assert hit.doc_id == wiki_records[9]["id"]
+            mem.ingest(wiki_records[16:20])  # the reader picks up only the log's new records
+            assert reader.search(wiki_records[18]["text"][:300], k=1, mode="dense")[0].doc_id == wiki_records[18]["id"]
+            assert reader.check() == []
+    # a writer stopped after appending, before its state: the bytes past the state are not read
+    with open(store / "vectors.log", "ab") as fh:
+        fh.write(b"\x00" * 1000)
+    with Memory(store, embedder=embedder) as mem:
+        assert mem.check() == []
+        mem.ingest(wiki_records[20:22])  # appends from the committed length on
+        assert mem.check() == [] and len(mem.passages.vectors) == mem.stats()["chunks"]
+        mem.repair()
+        assert not (store / "vectors.log").exists()
+    with Memory(store, embedder=embedder) as mem:
+        assert mem.check() == [] and mem.stats()["vectors"] == mem.stats()["chunks"]
+
+
+def test_a_torn_vector_log_is_one_line_and_repair_rebuilds_it(tmp_path, embedder, wiki_records):
+    from kgmem.errors import CorruptStoreError
+
+    store = tmp_path / "s"
+    with Memory(store, config=Config(vector_fold_mb=0), embedder=embedder) as mem:
+        mem.ingest(wiki_records[:6])
+        chunks = mem.stats()["chunks"]
+    log = store / "vectors.log"
+    log.write_bytes(log.read_bytes()[: log.stat().st_size // 2])
+    with Memory(store, embedder=embedder) as mem:
+        with pytest.raises(CorruptStoreError, match="vectors.log is damaged .*kgmem check --repair"):
+            mem.search("Journal of Psychotherapy Integration", mode="dense")
+        assert any("vectors.log is damaged" in p for p in mem.check())
+        assert mem.repair()["re_embedded"] == chunks
+        assert mem.check() == [] and not log.exists()

@@ -79,7 +79,8 @@ class PassageStore:
         self._query_embedder: Embedder | None = None
         self.vectors = VectorIndex(
             self.directory, self.config.embedding_dim,
-            IndexSettings(ann_threshold=self.config.ann_threshold, nprobe=self.config.ann_nprobe),
+            IndexSettings(ann_threshold=self.config.ann_threshold, nprobe=self.config.ann_nprobe,
+                          fold_bytes=self.config.vector_fold_mb << 20),
         )
 
     # ------------------------------------------------------------------ config
@@ -173,9 +174,11 @@ class PassageStore:
             self.vectors.generation = gen
         return removed
 
-    def save_vectors(self) -> None:
+    def save_vectors(self, fold: bool | None = None) -> None:
+        """Commit the vector log; `fold`: also fold it into the index file (None: while
+        the two fit `vector_fold_mb`)."""
         if self.vectors.dirty:
-            self.vectors.save()
+            self.vectors.save(fold)
 
     # ------------------------------------------------------------------ recovery
     def refresh(self) -> None:
@@ -206,7 +209,7 @@ class PassageStore:
             if progress:
                 progress(done, len(missing))
         self.vectors.generation = self.sql.generation
-        self.vectors.save()
+        self.vectors.save(fold=True)  # every vector is in memory by now
         if stray or missing:
             log.warning("vectors reconciled with SQLite: %d stray removed, %d re-embedded", len(stray), len(missing))
         return {"stray_removed": len(stray), "re_embedded": len(missing)}

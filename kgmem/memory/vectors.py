@@ -1,9 +1,18 @@
-"""Chunk vectors in FAISS, keyed by chunk id, saved atomically next to the SQLite file.
+"""Chunk vectors in FAISS, keyed by chunk id, saved next to the SQLite file.
 
-The file records the store *generation* it matches (a counter bumped by every write
-that changes the chunk set). On open, a differing generation means a crash came
-between the SQLite commit and the vector save; the caller then reconciles the two
-by id (drop vectors of gone chunks, embed chunks that have none).
+Three files: the FAISS index (written whole, atomically, by a *fold*), an append-only
+log of the vectors added and removed since (`vectorlog.py`), and a state file that
+names the index file, the committed length of the log, and the store *generation* the
+pair matches (a counter bumped by every write that changes the chunk set). On open, a
+differing generation means a crash came between the SQLite commit and the vector save;
+the caller then reconciles the two by id (drop vectors of gone chunks, embed chunks
+that have none).
+
+Adding vectors appends to the log and nothing else: a process that only writes (a
+long ingest) holds none of them in memory, and a checkpoint costs one fsync, not a
+rewrite of the index. The log is replayed into the in-memory index when this process
+reads (search, ids, vectors), and folded into the index file at the end of a write
+while the whole fits `fold_bytes` (above it, once asked: `save(fold=True)`).
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import faiss
 import numpy as np
 
 from ..errors import CorruptStoreError
+from .vectorlog import HEADER, LogDamaged, LogMoved, VectorLog
 
 INDEX_NAME = "vectors.faiss"
 STATE_NAME = "vectors.json"
@@ -71,6 +81,10 @@ class IndexSettings:
     nprobe: int = 64
     # Retrain the cells when the index has grown this much since they were trained.
     retrain_growth: float = 4.0
+    # A write ends by folding the log into the index file while index and log together
+    # are at most this many bytes (~170k 384-d vectors at 256 MiB): the fold holds every
+    # vector in memory, which a long ingest must not (README "Memory on large inputs").
+    fold_bytes: int = 256 << 20
 
 
 def ivf_cells(n: int) -> int:
@@ -83,7 +97,7 @@ class VectorIndex:
 
     Two layouts: exact (IndexIDMap2 over IndexFlatIP) while small, IVF-Flat (with a
     hash-table id map, so deletes and reconstruct work) once the store passes
-    `ann_threshold` vectors. The layout is picked when the index is saved.
+    `ann_threshold` vectors. The layout is picked when the index is folded.
     """
 
     def __init__(self, directory: Path, dim: int, settings: IndexSettings | None = None):
@@ -92,41 +106,63 @@ class VectorIndex:
         self.settings = settings or IndexSettings()
         self.path = self.directory / INDEX_NAME
         self.state_path = self.directory / STATE_NAME
+        self.log = VectorLog(self.directory, dim)
         self._lock = threading.RLock()
         self.generation = -1
         self.dirty = False
         self.trained_on = 0  # vectors in the store when the IVF cells were trained
         self._loaded_state: tuple[int, int, int] | None = None
-        # Set when the vector file cannot be read: searches and writes then raise a
+        self._relaid = False  # a relayout not yet written
+        self._index_stamp: tuple[int, int, int] | None = None  # the index file read
+        # The log: its epoch, the bytes the state commits (or this writer appended),
+        # and the bytes already replayed into the in-memory index.
+        self._epoch, self._target, self._replayed = 0, 0, 0
+        # Set when the vector files cannot be read: searches and writes then raise a
         # CorruptStoreError naming the file; `reset` + a re-embed (kgmem check --repair) mend it.
         self.damaged: str | None = None
-        self.index = self._empty()
+        self._index = self._empty()
         self.generation = 0
         if self.path.exists() or self.state_path.exists():
             self._load_or_mark()
 
     @property
+    def index(self) -> faiss.Index:
+        """The FAISS index with every logged change applied."""
+        with self._lock:
+            self._catch_up()
+            return self._index
+
+    @property
     def kind(self) -> str:
-        return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
+        return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
 
     def _state_stamp(self) -> tuple[int, int, int] | None:
         return _file_stamp(self.state_path)
 
+    def _read_state(self) -> dict:
+        try:
+            state = json.loads(self.state_path.read_text())
+            if not isinstance(state, dict):
+                raise TypeError("not an object")
+            int(state.get("generation", -1)), int(state.get("trained_on", 0))
+            return state
+        except FileNotFoundError:
+            return {}
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise CorruptStoreError(self._damage(self.state_path, "not the JSON kgmem writes")) from exc
+
     def _load(self) -> None:
-        """Read the state, then the index it describes. A writer may replace both between
-        the two reads: the state names the index file it was written with (size,
-        mtime, inode), and a pair that does not match is read again; if a busy writer keeps
-        them apart, the index is taken with generation -1 (not known to match any)."""
+        """Read the state, then the index it describes, and check the log it names. A
+        writer may replace them between the reads: the state names the index file it
+        was written with (size, mtime, inode) and the log's epoch, and a set that does
+        not match is read again; if a busy writer keeps them apart, the index is taken
+        alone with generation -1 (not known to match any), which a reconcile mends."""
         for attempt in range(LOAD_TRIES):
             stamp = self._state_stamp()
-            generation, trained_on, names = -1, 0, None
-            if self.state_path.exists():
-                try:
-                    state = json.loads(self.state_path.read_text())
-                    generation, trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
-                    names = state.get("index")
-                except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-                    raise CorruptStoreError(self._damage(self.state_path, "not the JSON kgmem writes")) from exc
+            state = self._read_state()
+            generation, trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
+            names, logged = state.get("index"), state.get("log") or {}
+            epoch, committed = int(logged.get("epoch", 0)), int(logged.get("bytes", 0))
             before = _file_stamp(self.path)
             try:
                 index = faiss.read_index(str(self.path))
@@ -134,17 +170,61 @@ class VectorIndex:
                 raise CorruptStoreError(self._damage(self.path, "not a readable FAISS index")) from exc
             same = before == _file_stamp(self.path) and stamp == self._state_stamp()
             if same and (names is None or list(names) == list(before or ())):  # None: saved before states named it
-                break
+                if self._log_matches(epoch, committed):
+                    break
             if attempt == LOAD_TRIES - 1:
-                generation, stamp = -1, None  # read again at the next reload
+                generation, stamp, committed = -1, None, 0  # read again at the next reload
             else:
                 time.sleep(0.02 * (attempt + 1))
         if index.d != self.dim:
             raise CorruptStoreError(self._damage(self.path, f"vectors of dimension {index.d}, not {self.dim}"))
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = self.settings.nprobe
-        self.index, self.generation, self.trained_on = index, generation, trained_on
-        self._loaded_state = stamp
+        self._index, self.generation, self.trained_on = index, generation, trained_on
+        self._index_stamp, self._loaded_state = before, stamp
+        self._epoch, self._target, self._replayed = epoch, committed, 0
+
+    def _log_matches(self, epoch: int, committed: int) -> bool:
+        """Whether the log on disk is the one the state names (False: a fold replaced it
+        since, read again); a log too short for what the state commits is damaged."""
+        if committed <= HEADER.size:
+            return True
+        try:
+            found = self.log.epoch()
+        except LogDamaged as exc:
+            raise CorruptStoreError(self._damage(self.log.path, str(exc))) from exc
+        if found != epoch:
+            return False
+        if self.log.size() < committed:
+            raise CorruptStoreError(self._damage(self.log.path, "shorter than its state says"))
+        return True
+
+    def _catch_up(self) -> None:
+        """Apply the log's records this index has not seen yet, in order."""
+        if self._replayed >= self._target:
+            return
+        for attempt in range(LOAD_TRIES):
+            try:
+                for ids, vecs in self.log.read(self._epoch, self._replayed, self._target):
+                    self._apply(ids, vecs)
+                break
+            except LogMoved:  # folded by a writer since we read the state: read it all again
+                if attempt == LOAD_TRIES - 1:
+                    raise CorruptStoreError(self._damage(self.log.path, "replaced while being read")) from None
+                self._load()
+            except LogDamaged as exc:
+                raise CorruptStoreError(self._damage(self.log.path, str(exc))) from exc
+        self._replayed = self._target
+
+    def _apply(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """Records in order: runs of additions added at once, removals where they come."""
+        gone = ids < 0
+        cuts = np.flatnonzero(np.diff(gone.astype(np.int8))) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(ids)]):
+            if gone[lo]:
+                self._index.remove_ids(-ids[lo:hi] - 1)
+            else:
+                self._index.add_with_ids(np.ascontiguousarray(vecs[lo:hi]), np.ascontiguousarray(ids[lo:hi]))
 
     @staticmethod
     def _damage(path: Path, what: str) -> str:
@@ -160,29 +240,45 @@ class VectorIndex:
             self.damaged = None
         except CorruptStoreError as exc:
             self.damaged = str(exc)
-            self.index, self.generation = self._empty(), -1
+            self._index, self.generation = self._empty(), -1
             self._loaded_state = self._state_stamp()
+            self._target = self._replayed = 0
 
     def require(self) -> None:
-        """Raise the one-line damage report, if the file could not be read."""
+        """Raise the one-line damage report, if a file could not be read."""
         if self.damaged:
             raise CorruptStoreError(self.damaged)
 
     def reset(self) -> None:
-        """Start again from an empty index (a repair then embeds every chunk)."""
+        """Start again from an empty index (a repair then embeds every chunk and folds)."""
         with self._lock:
-            self.index, self.damaged, self.trained_on, self.generation = self._empty(), None, 0, -1
+            self.log.close()
+            self._index, self.damaged, self.trained_on, self.generation = self._empty(), None, 0, -1
+            self._epoch, self._target, self._replayed = self._epoch + 1, 0, 0
             self.dirty = True
 
     def maybe_reload(self) -> bool:
-        """Pick up a vector file another process saved since we read ours (readers only)."""
+        """Pick up what another process saved since we read the state (readers only): the
+        log's new records when the index file is the one we hold, else everything."""
         if self.dirty:
             return False
         stamp = self._state_stamp()
         if stamp is None or stamp == self._loaded_state:
             return False
         with self._lock:
-            self._load_or_mark()
+            try:
+                state = self._read_state()
+            except CorruptStoreError:
+                state = {}
+            logged = state.get("log") or {}
+            same_index = state.get("index") is not None and list(state["index"]) == list(self._index_stamp or ())
+            if (not self.damaged and same_index and int(logged.get("epoch", 0)) == self._epoch
+                    and int(logged.get("bytes", 0)) >= self._target
+                    and stamp == self._state_stamp() and _file_stamp(self.path) == self._index_stamp):
+                self.generation = int(state.get("generation", -1))
+                self._target, self._loaded_state = int(logged.get("bytes", 0)), stamp
+            else:
+                self._load_or_mark()
         return True
 
     def _empty(self) -> faiss.Index:
@@ -192,9 +288,10 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     def ids(self) -> np.ndarray:
+        index = self.index
         if self.kind == "flat":
-            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        lists = self.index.invlists
+            return faiss.vector_to_array(index.id_map).astype(np.int64)
+        lists = index.invlists
         parts = [
             faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
             for i in range(lists.nlist) if lists.list_size(i)
@@ -206,23 +303,39 @@ class VectorIndex:
             return np.zeros((0, self.dim), np.float32)
         return self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
-    def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
-        self.require()
-        if len(ids) == 0:
+    # ------------------------------------------------------------------ writing
+    def _appending(self) -> None:
+        """Open the log for this writer's records, from what the state commits on."""
+        if self.log.appending:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self.dirty:
+            self.maybe_reload()  # another writer may have saved since we read the state
+            self.require()
+        if self._target <= HEADER.size:
+            self.log.start(self._epoch)
+            self._target = self._replayed = HEADER.size
+        self.log.open_at(self._target)
+
+    def _append(self, ids: np.ndarray, vectors: np.ndarray | None) -> None:
         with self._lock:
-            self.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+            self.require()
+            self._appending()
+            self._target = self.log.append(ids, vectors)
             self.dirty = True
 
+    def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
+        """Append vectors to the log (the in-memory index takes them when next read)."""
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        self._append(np.asarray(ids, dtype=np.int64), vectors)
+
     def remove(self, ids: list[int] | np.ndarray) -> int:
-        self.require()
+        """Log the removal of these ids; returns how many were asked for."""
         if len(ids) == 0:
             return 0
-        with self._lock:
-            removed = int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
-            self.dirty = True
-        return removed
+        self._append(np.asarray(ids, dtype=np.int64), None)
+        return len(ids)
 
     def search(self, queries: np.ndarray, k: int, nprobe: int | None = None,
                within: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -232,11 +345,12 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries[None, :]
-        k = max(1, min(k, len(self))) if len(self) else 1
         with self._lock:
-            if len(self) == 0:
-                n = queries.shape[0]
-                return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+            index = self.index
+            n = int(index.ntotal)
+            if n == 0:
+                return np.zeros((queries.shape[0], 0), np.float32), np.zeros((queries.shape[0], 0), np.int64)
+            k = max(1, min(k, n))
             # One query gains nothing from FAISS's OpenMP threads, and their spin-waiting
             # after each call stole ~12 ms per query from torch's threads on 2 cores.
             threads = faiss.omp_get_max_threads()
@@ -246,10 +360,10 @@ class VectorIndex:
                 sel = None if within is None else faiss.IDSelectorBatch(np.asarray(within, dtype=np.int64))
                 if self.kind == "ivf":
                     params = faiss.SearchParametersIVF(nprobe=nprobe or self.settings.nprobe, sel=sel)
-                    return self.index.search(queries, k, params=params)
+                    return index.search(queries, k, params=params)
                 if sel is not None:
-                    return self.index.search(queries, k, params=faiss.SearchParameters(sel=sel))
-                return self.index.search(queries, k)
+                    return index.search(queries, k, params=faiss.SearchParameters(sel=sel))
+                return index.search(queries, k)
             finally:
                 faiss.omp_set_num_threads(threads)
 
@@ -269,7 +383,7 @@ class VectorIndex:
         return None
 
     def relayout(self, kind: str, seed: int = 0) -> None:
-        """Rebuild as `kind` ("flat" or "ivf") from the vectors held now."""
+        """Rebuild as `kind` ("flat" or "ivf") from the vectors held now (folded at the next save)."""
         with self._lock:
             ids = self.ids()
             data = self.vectors(ids)
@@ -289,24 +403,57 @@ class VectorIndex:
                 index.nprobe = self.settings.nprobe
                 self.trained_on = len(ids)
             index.add_with_ids(data, ids)
-            self.index = index
-            self.dirty = True
+            self._index = index
+            self.dirty = self._relaid = True
 
-    def save(self) -> None:
-        """Write the index, then the store generation its content reflects; both atomically.
+    def save(self, fold: bool | None = None) -> None:
+        """Commit the log (fsync, then the state naming its length), or fold: write the
+        index with the log applied (in the layout it should have now), then the state,
+        and drop the log. `fold` None: fold while index and log fit `fold_bytes`.
 
         Writers set `generation` only after the vectors of that generation are in, so a
-        process stopped between its SQLite commit and its FAISS update saves the older
+        process stopped between its SQLite commit and its vector save saves the older
         number, and the next open reconciles.
         """
         with self._lock:
-            layout = self.wanted_layout()
-            if layout is not None:
-                self.relayout(layout)
-            # write_index streams to the file: no second in-memory copy of a 1.5 GB index.
-            atomic_write(self.path, lambda tmp: faiss.write_index(self.index, str(tmp)))
-            state = {"generation": self.generation, "count": len(self), "kind": self.kind,
-                     "trained_on": self.trained_on, "index": list(_file_stamp(self.path) or ())}
-            atomic_write(self.state_path, lambda tmp: tmp.write_text(json.dumps(state)))
-            self._loaded_state = self._state_stamp()
+            if fold is None:
+                fold = bool(self.settings.fold_bytes) and (
+                    self._index_bytes() + self.log.size() <= self.settings.fold_bytes)
+            if self._relaid or (not self.path.exists() and self._replayed > HEADER.size):
+                fold = True  # a relayout to write, or no index file for what is held
+            if fold:
+                self._fold()
+            else:
+                if not self.path.exists():  # a new store: its (empty) index file, the log beside it
+                    self._write_index()
+                committed = self.log.sync()
+                self._write_state({"log": {"epoch": self._epoch, "bytes": committed}})
             self.dirty = False
+
+    def _index_bytes(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _fold(self) -> None:
+        self._catch_up()
+        layout = self.wanted_layout()
+        if layout is not None:
+            self.relayout(layout)
+        self.log.close()
+        self._write_index()
+        self._epoch, self._target, self._replayed = self._epoch + 1, 0, 0
+        self._write_state({"count": int(self._index.ntotal), "log": {"epoch": self._epoch, "bytes": 0}})
+        self.log.path.unlink(missing_ok=True)  # after the state: it no longer names the old log
+
+    def _write_index(self) -> None:
+        # write_index streams to the file: no second in-memory copy of a 1.5 GB index.
+        atomic_write(self.path, lambda tmp: faiss.write_index(self._index, str(tmp)))
+        self._index_stamp, self._relaid = _file_stamp(self.path), False
+
+    def _write_state(self, extra: dict) -> None:
+        state = {"generation": self.generation, "kind": self.kind, "trained_on": self.trained_on,
+                 "index": list(self._index_stamp or ()), **extra}
+        atomic_write(self.state_path, lambda tmp: tmp.write_text(json.dumps(state)))
+        self._loaded_state = self._state_stamp()

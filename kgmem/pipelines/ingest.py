@@ -194,7 +194,7 @@ def ingest(
                     release_memory()
                 progress()
                 if n % cfg.checkpoint_batches == 0:
-                    passages.save_vectors()
+                    passages.save_vectors(fold=False)
         report.stale_parts = _drop_stale_parts(passages, graph, parts)
     except BaseException:
         if graph is not None:
@@ -304,7 +304,7 @@ def _run_parallel(
         written += 1
         progress()
         if written % passages.config.checkpoint_batches == 0:
-            passages.save_vectors()
+            passages.save_vectors(fold=False)
 
     for batch in batches:
         ids = {finalize(d).id for d in batch}
