@@ -187,7 +187,7 @@ class Memory(Upkeep):
         """Still under the writer lock: build what readers would otherwise each rebuild
         (the graph walk's matrix), once per write rather than once per batch."""
         if self.config.graph and self._searcher.graph is not None:
-            self._searcher.graph.refresh_matrix()
+            self._searcher.graph.refresh_matrix(budget=self.config.write_memory_mb << 20)
         self.passages.sql.save_word_stats()
 
     def delete(self, doc_id: str | Iterable[str]) -> int:

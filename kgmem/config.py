@@ -13,7 +13,7 @@ from typing import Any
 STRUCTURAL = ("embedder", "embedding_dim", "chunk_tokens", "chunk_overlap")
 # Settings of the machine and process, not of the store: always this process's own
 # (from the environment), whatever the process that built the store used.
-RUNTIME = ("threads", "workers", "writer_wait")
+RUNTIME = ("threads", "workers", "writer_wait", "write_memory_mb")
 # How to answer is a choice of the process too (a store made by an older kgmem saved the
 # defaults of its day): the model, its window and the room for the reply.
 ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share")
@@ -100,11 +100,12 @@ class Config:
     # Exact vector search below this many chunks, an IVF index above (see README "Speed").
     ann_threshold: int = 50_000
     ann_nprobe: int = 64
-    # New vectors go to an append-only log; a write ends by folding it into the index file
-    # while the two together are at most this many MiB (the fold holds all of them in
-    # memory). Above it the log stays, and readers replay it (README "Memory on large inputs");
-    # 0: fold only when asked (`kgmem check --repair`).
-    vector_fold_mb: int = 256
+    # What a write may hold in memory for the store as a whole, beyond its batches, in MiB.
+    # New vectors go to an append-only log; a write ends by folding the log into the index
+    # file and by building the graph walk's matrix, each only while it fits. Past it the
+    # log stays (readers replay it; `kgmem check --repair` folds it) and the first query
+    # builds the matrix (README "Memory on large inputs"). 0: neither, ever, at a write's end.
+    write_memory_mb: int = 256
     rrf_k: int = 60
 
     # --- answering
@@ -128,7 +129,7 @@ class Config:
                 raise SettingError(f"{name}={value!r}: expected a whole number of 1 or more")
         if not isinstance(self.writer_wait, (int, float)) or not self.writer_wait >= 0:
             raise SettingError(f"writer_wait={self.writer_wait!r}: expected a number of seconds, 0 or more")
-        for name in ("context_window", "answer_tokens", "vector_fold_mb"):
+        for name in ("context_window", "answer_tokens", "write_memory_mb"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingError(f"{name}={getattr(self, name)!r}: expected a whole number, 0 or more")
         if not 0.0 <= self.fact_share < 1.0:

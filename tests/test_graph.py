@@ -340,3 +340,45 @@ def test_a_ranking_with_its_own_rrf_constant_counts_its_first_ranks_more():
     sharp = [item for item, _ in reciprocal_rank_fusion(rankings, k_of={"walk": 5})]
     assert plain[:2] == [1, 3] or plain[:2] == [3, 1]  # symmetric: 1st+3rd each
     assert sharp[0] == 1 and sharp.index(2) < sharp.index(4)  # the walk's top now leads
+
+
+def test_a_graph_too_big_for_the_writers_budget_is_built_by_the_first_query(tmp_path, embedder, extractor,
+                                                                              wiki_records):
+    """Past `write_memory_mb` the writer leaves the walk's matrix (and folding its vectors)
+    to readers: the first graph query builds the matrix and saves it, and it is the matrix
+    the writer would have built, streamed from the same tables."""
+    import numpy as np
+
+    from kgmem import Config, Memory
+    from kgmem.retrieval.graph import MATRIX_NAME, _Matrix
+
+    store = tmp_path / "s"
+    with Memory(store, Config(write_memory_mb=0), embedder=embedder, extractor=extractor) as writer:
+        writer.ingest(wiki_records[:12])
+        need = _Matrix.build_bytes(writer.passages.sql)
+    assert need > 0 and not (store / MATRIX_NAME).exists() and (store / "vectors.log").exists()
+    with Memory(store, embedder=embedder, extractor=extractor) as reader:
+        hits = reader.search("Who was the first president of the American Psychological Association?", k=3,
+                             mode="graph")
+        assert hits and (store / MATRIX_NAME).exists()
+        held = reader._searcher.graph.matrix()
+        assert reader.check() == []
+        # a COO build of the same tables, the way scipy would do it directly
+        conn = reader.passages.sql.conn
+        ent = np.array([r[0] for r in conn.execute("SELECT id FROM entities ORDER BY id")])
+        chunk = np.array([r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")])
+        rows, cols, vals = [], [], []
+        for r, c, w in _Matrix._edges(conn, ent, chunk, 1.0, reader._searcher.graph.settings.subject_weight):
+            rows.append(r), cols.append(c), vals.append(np.full(len(r), w))
+        import scipy.sparse as sp
+
+        n = len(ent) + len(chunk)
+        adj = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        adj.sum_duplicates()
+        degree = np.asarray(adj.sum(axis=0)).ravel()
+        expected = adj.data / np.repeat(np.where(degree > 0, degree, 1), np.diff(adj.indptr))
+        assert np.array_equal(held.indptr, adj.indptr) and np.array_equal(held.indices, adj.indices)
+        np.testing.assert_allclose(held.data, expected, rtol=1e-5)
+    with Memory(store, embedder=embedder, extractor=extractor) as writer:  # the default budget
+        writer.ingest(wiki_records[12:14])
+        assert writer._searcher.graph._generation == writer.graph.store.generation  # built at the write's end

@@ -258,7 +258,7 @@ def test_a_long_ingest_keeps_its_vectors_in_the_log_not_in_memory(tmp_path, embe
     with them, a reader replays them, a stopped writer's uncommitted bytes are dropped, and
     a repair folds the log into the index file."""
     store = tmp_path / "s"
-    config = Config(vector_fold_mb=0, docs_per_batch=4, checkpoint_batches=1)
+    config = Config(write_memory_mb=0, docs_per_batch=4, checkpoint_batches=1)
     with Memory(store, config=config, embedder=embedder) as mem:
         report = mem.ingest(wiki_records[:16])
         assert mem.passages.vectors._index.ntotal == 0  # the writer holds none of them
@@ -290,7 +290,7 @@ def test_a_torn_vector_log_is_one_line_and_repair_rebuilds_it(tmp_path, embedder
     from kgmem.errors import CorruptStoreError
 
     store = tmp_path / "s"
-    with Memory(store, config=Config(vector_fold_mb=0), embedder=embedder) as mem:
+    with Memory(store, config=Config(write_memory_mb=0), embedder=embedder) as mem:
         mem.ingest(wiki_records[:6])
         chunks = mem.stats()["chunks"]
     log = store / "vectors.log"

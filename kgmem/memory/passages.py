@@ -80,7 +80,7 @@ class PassageStore:
         self.vectors = VectorIndex(
             self.directory, self.config.embedding_dim,
             IndexSettings(ann_threshold=self.config.ann_threshold, nprobe=self.config.ann_nprobe,
-                          fold_bytes=self.config.vector_fold_mb << 20),
+                          fold_bytes=self.config.write_memory_mb << 20),
         )
 
     # ------------------------------------------------------------------ config
@@ -176,7 +176,7 @@ class PassageStore:
 
     def save_vectors(self, fold: bool | None = None) -> None:
         """Commit the vector log; `fold`: also fold it into the index file (None: while
-        the two fit `vector_fold_mb`)."""
+        the two fit `write_memory_mb`)."""
         if self.vectors.dirty:
             self.vectors.save(fold)
 
