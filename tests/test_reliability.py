@@ -385,3 +385,37 @@ def test_a_vector_file_newer_than_its_state_is_not_taken_for_the_states_generati
     writer.generation = 2
     writer.save()
     assert torn.maybe_reload() and torn.generation == 2 and len(torn) == 4
+
+
+def test_two_writers_take_turns_appending_to_one_vector_log(tmp_path):
+    """Writers that take turns (as the writer lock makes them) append after each other's
+    committed records, never over them; a reader sees every vector of every turn."""
+    import numpy as np
+
+    from kgmem.memory.vectors import IndexSettings, VectorIndex
+
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((60, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    keep_log = IndexSettings(fold_bytes=0)  # never fold at a save: every turn appends
+    a, b = VectorIndex(tmp_path, 8, keep_log), VectorIndex(tmp_path, 8, keep_log)
+    generation = 0
+    for turn in range(6):
+        writer = (a, b)[turn % 2]
+        writer.maybe_reload()  # what the writer lock's holder does first
+        ids = np.arange(turn * 10 + 1, turn * 10 + 11)
+        writer.add(ids, vecs[turn * 10 : turn * 10 + 10])
+        if turn == 3:
+            writer.remove([1, 2])
+        generation += 1
+        writer.generation = generation
+        writer.save()
+    reader = VectorIndex(tmp_path, 8)
+    assert reader.generation == generation
+    assert sorted(reader.ids().tolist()) == list(range(3, 61))
+    _, found = reader.search(vecs[44], 1)
+    assert found[0][0] == 45
+    a.maybe_reload()
+    a.save(fold=True)  # a fold by a writer that catches up first: one file, no log
+    assert not (tmp_path / "vectors.log").exists()
+    assert reader.maybe_reload() and sorted(reader.ids().tolist()) == list(range(3, 61))

@@ -428,6 +428,9 @@ class VectorIndex:
                     self._write_index()
                 committed = self.log.sync()
                 self._write_state({"log": {"epoch": self._epoch, "bytes": committed}})
+                # Closed at each commit: the next append starts from what the state then
+                # commits, which another writer may have extended in between.
+                self.log.close()
             self.dirty = False
 
     def _index_bytes(self) -> int:
