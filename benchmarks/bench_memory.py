@@ -133,7 +133,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0, help="Ingest time per case (then stop after the batch).")
     ap.add_argument("--out", help="Write the JSON result here.")
-    ap.add_argument("--cases", help="Comma-separated subset of: baseline, 8mib, 8mib-unbounded, text-100mb, jsonl-1gb.")
+    ap.add_argument("--cases", help="Comma-separated subset of: baseline, 8mib, 8mib-unbounded, text-100mb, "
+                                    "jsonl-1gb, jsonl-1gb-glibc.")
     ap.add_argument("--reference", type=Path, help="A checkout whose kgmem runs each case again, as the reference.")
     args = ap.parse_args()
     docs = passages()
@@ -159,6 +160,8 @@ def main() -> int:
         "8mib-unbounded": ("one-8mib.jsonl", unbounded),
         "text-100mb": ("big-100mb.txt", {}),
         "jsonl-1gb": ("big-1gb.jsonl", {}),
+        # the same, glibc's own mmap threshold (before malloc_mmap_mb): the same-run reference
+        "jsonl-1gb-glibc": ("big-1gb.jsonl", {"config": {"malloc_mmap_mb": 0}}),
     }
     if args.cases:
         cases = {k: v for k, v in cases.items() if k in set(args.cases.split(",")) | {"baseline"}}

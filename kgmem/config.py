@@ -13,7 +13,7 @@ from typing import Any
 STRUCTURAL = ("embedder", "embedding_dim", "chunk_tokens", "chunk_overlap")
 # Settings of the machine and process, not of the store: always this process's own
 # (from the environment), whatever the process that built the store used.
-RUNTIME = ("threads", "workers", "writer_wait", "write_memory_mb")
+RUNTIME = ("threads", "workers", "writer_wait", "write_memory_mb", "malloc_mmap_mb")
 # How to answer is a choice of the process too (a store made by an older kgmem saved the
 # defaults of its day): the model, its window and the room for the reply.
 ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share")
@@ -106,6 +106,10 @@ class Config:
     # log stays (readers replay it; `kgmem check --repair` folds it) and the first query
     # builds the matrix (README "Memory on large inputs"). 0: neither, ever, at a write's end.
     write_memory_mb: int = 256
+    # An ingest has glibc serve allocations of this many MiB or more from mmap (handed back
+    # at free): the embedder's large activations then do not fragment the heap and the
+    # peak stops creeping up batch after batch (README "Memory on large inputs"). 0: glibc's own.
+    malloc_mmap_mb: int = 8
     rrf_k: int = 60
 
     # --- answering
@@ -129,7 +133,7 @@ class Config:
                 raise SettingError(f"{name}={value!r}: expected a whole number of 1 or more")
         if not isinstance(self.writer_wait, (int, float)) or not self.writer_wait >= 0:
             raise SettingError(f"writer_wait={self.writer_wait!r}: expected a number of seconds, 0 or more")
-        for name in ("context_window", "answer_tokens", "write_memory_mb"):
+        for name in ("context_window", "answer_tokens", "write_memory_mb", "malloc_mmap_mb"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingError(f"{name}={getattr(self, name)!r}: expected a whole number, 0 or more")
         if not 0.0 <= self.fact_share < 1.0:

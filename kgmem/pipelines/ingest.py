@@ -16,7 +16,7 @@ from ..graph.extract import document_subject
 from ..memory.passages import PassageStore
 from ..memory.store import Document
 from .parts import split_document
-from .prepare import Prepared, graph_texts, prepare_batch, release_memory
+from .prepare import Prepared, bound_allocations, graph_texts, prepare_batch, release_memory
 from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
 
 
@@ -162,6 +162,7 @@ def ingest(
     report = IngestReport()
     started = time.perf_counter()
     cfg = passages.config
+    bound_allocations(cfg.malloc_mmap_mb)
 
     def progress() -> None:
         if on_progress:

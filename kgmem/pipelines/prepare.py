@@ -49,15 +49,28 @@ def graph_texts(docs: list[Document], chunks: list[list[Any]]) -> list[str]:
     return out
 
 
-def _libc_trim() -> Any:
+def _libc(name: str) -> Any:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
+        return getattr(libc, name)
     except (OSError, AttributeError):  # not glibc: nothing to do
         return None
 
 
-_TRIM = _libc_trim()
+_TRIM = _libc("malloc_trim")
+_MALLOPT = _libc("mallopt")
+M_MMAP_THRESHOLD = -3
+
+
+def bound_allocations(mmap_mb: int) -> None:
+    """Serve allocations of `mmap_mb` MiB or more (the embedder's attention scores and
+    feed-forward activations, 12-25 MB a batch) from mmap, handed back at free, instead of
+    glibc's heap, whose dynamic threshold otherwise rises to 32 MB and lets those blocks
+    fragment the heap: an ingest's peak RSS then crept up batch after batch (README
+    "Memory on large inputs"). Process-wide and harmless below the threshold; 0 leaves
+    glibc's default."""
+    if mmap_mb and _MALLOPT is not None:
+        _MALLOPT(M_MMAP_THRESHOLD, int(mmap_mb) << 20)
 
 
 def release_memory() -> None:

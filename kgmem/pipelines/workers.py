@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import Config
 from ..memory.store import Document
-from .prepare import prepare_batch, release_memory
+from .prepare import bound_allocations, prepare_batch, release_memory
 
 _STATE: dict[str, Any] = {}
 
@@ -32,6 +32,7 @@ def _init(config_json: str, graph: bool) -> None:
     from ..memory.embedders import make_embedder
 
     cfg = Config.from_dict(json.loads(config_json)).replace(threads=1)
+    bound_allocations(cfg.malloc_mmap_mb)
     _STATE["config"] = cfg
     _STATE["embedder"] = make_embedder(cfg.embedder, cfg.embedder_runtime, batch_size=cfg.embed_batch_size, threads=1)
     _STATE["extractor"] = make_extractor(cfg.spacy_model, cfg.graph_extraction) if graph else None
