@@ -144,12 +144,18 @@ class VectorIndex:
             state = json.loads(self.state_path.read_text())
             if not isinstance(state, dict):
                 raise TypeError("not an object")
-            int(state.get("generation", -1)), int(state.get("trained_on", 0))
+            int(state.get("generation", -1)), int(state.get("trained_on", 0)), self._log_of(state)  # well-formed?
             return state
         except FileNotFoundError:
             return {}
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise CorruptStoreError(self._damage(self.state_path, "not the JSON kgmem writes")) from exc
+
+    @staticmethod
+    def _log_of(state: dict) -> tuple[int, int]:
+        """(epoch, committed bytes) of the log a state names; (0, 0) when it names none."""
+        logged = state.get("log") or {}
+        return int(logged.get("epoch", 0)), int(logged.get("bytes", 0))
 
     def _load(self) -> None:
         """Read the state, then the index it describes, and check the log it names. A
@@ -161,8 +167,7 @@ class VectorIndex:
             stamp = self._state_stamp()
             state = self._read_state()
             generation, trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
-            names, logged = state.get("index"), state.get("log") or {}
-            epoch, committed = int(logged.get("epoch", 0)), int(logged.get("bytes", 0))
+            names, (epoch, committed) = state.get("index"), self._log_of(state)
             before = _file_stamp(self.path)
             try:
                 index = faiss.read_index(str(self.path))
@@ -270,13 +275,12 @@ class VectorIndex:
                 state = self._read_state()
             except CorruptStoreError:
                 state = {}
-            logged = state.get("log") or {}
+            epoch, committed = self._log_of(state)
             same_index = state.get("index") is not None and list(state["index"]) == list(self._index_stamp or ())
-            if (not self.damaged and same_index and int(logged.get("epoch", 0)) == self._epoch
-                    and int(logged.get("bytes", 0)) >= self._target
+            if (not self.damaged and same_index and epoch == self._epoch and committed >= self._target
                     and stamp == self._state_stamp() and _file_stamp(self.path) == self._index_stamp):
                 self.generation = int(state.get("generation", -1))
-                self._target, self._loaded_state = int(logged.get("bytes", 0)), stamp
+                self._target, self._loaded_state = committed, stamp
             else:
                 self._load_or_mark()
         return True
