@@ -5,9 +5,11 @@ The budget is the model's context window. Fixed costs come first: instructions,
 the question and room for the answer. What is left goes to passages (each with a
 [n] citation id, title and source) and to graph facts near the question's entities
 (each citing the passage it came from), in order of value, near-duplicates dropped.
-The kept passages are laid out best-first and best-last — models read the ends of a
-long context better than its middle. Passages are quoted as data: text inside them
-that looks like an instruction is not one, and the instructions say so.
+The kept passages are laid out in rank order, each as a "[n] title" line and its text on
+one line: with the best at both ends and each text between <<< and >>> markers, the
+1.5B model's F1 was 13 points lower on the same passages (README, "Answers"). Passages
+are data: the instructions say so, and a passage's text, on its one line, cannot start
+a line that reads as another passage, a fact or the question.
 """
 from __future__ import annotations
 
@@ -88,20 +90,16 @@ class PackedContext:
         return next((s for s in self.sources if s.n == n), None)
 
 
-def _quote(text: str) -> str:
-    # A passage cannot close its own block and smuggle text out of the quotation.
-    return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
+def _one_line(text: str) -> str:
+    # The prompt's structure is its lines ("[n] title", facts, "Question: …"): text
+    # quoted on one line cannot forge any of them.
+    return " ".join(text.split())
 
 
 def near_duplicate(a: set[str], b: set[str], threshold: float = 0.8) -> bool:
     if not a or not b:
         return False
     return len(a & b) / len(a | b) >= threshold
-
-
-def sandwich(items: list[Any]) -> list[Any]:
-    """[1, 2, 3, 4, 5] -> [1, 3, 5, 4, 2]: the best at both ends."""
-    return items[0::2] + items[1::2][::-1]
 
 
 class Packer:
@@ -219,11 +217,11 @@ class Packer:
 
     def _passage_block(self, n: int, hit: Hit) -> str:
         head = f"[{n}] {hit.title}" + (f" ({hit.source})" if hit.source and hit.source != hit.title else "")
-        return f"{head}\n<<<\n{_quote(hit.text)}\n>>>"
+        return f"{_one_line(head)}\n{_one_line(hit.text)}"
 
     def _assemble(self, chosen: list[tuple[Hit, str, int]], fact_lines: list[str], question_block: str) -> tuple[str, str]:
         numbered = [(n, hit) for n, (hit, _, _) in enumerate(chosen, 1)]
-        blocks = [self._passage_block(n, hit) for n, hit in sandwich(numbered)]
+        blocks = [self._passage_block(n, hit) for n, hit in numbered]
         parts = []
         if blocks:
             parts.append("Passages:\n\n" + "\n\n".join(blocks))
