@@ -220,8 +220,7 @@ class Packer:
         return f"{_one_line(head)}\n{_one_line(hit.text)}"
 
     def _assemble(self, chosen: list[tuple[Hit, str, int]], fact_lines: list[str], question_block: str) -> tuple[str, str]:
-        numbered = [(n, hit) for n, (hit, _, _) in enumerate(chosen, 1)]
-        blocks = [self._passage_block(n, hit) for n, hit in numbered]
+        blocks = [self._passage_block(n, hit) for n, (hit, _, _) in enumerate(chosen, 1)]
         parts = []
         if blocks:
             parts.append("Passages:\n\n" + "\n\n".join(blocks))
