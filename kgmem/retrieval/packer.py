@@ -133,7 +133,7 @@ class Packer:
         passage_room = room - fact_room
 
         # --- passages, in rank order, near-duplicates dropped, each costed alone
-        chosen: list[tuple[Hit, str, int]] = []
+        chosen: list[tuple[Hit, int]] = []  # (hit, its block's tokens)
         dropped: list[tuple[int, str]] = []
         seen_words: list[set[str]] = []
         used = 0
@@ -142,17 +142,16 @@ class Packer:
             if any(near_duplicate(words, w) for w in seen_words):
                 dropped.append((hit.chunk_id, "near-duplicate of a passage already packed"))
                 continue
-            block = self._passage_block(0, hit)
-            cost = self.count(block) + 1
+            cost = self.count(self._passage_block(len(chosen) + 1, hit)) + 1
             if used + cost > passage_room:
                 dropped.append((hit.chunk_id, f"did not fit ({cost} tokens, {passage_room - used} left)"))
                 continue
-            chosen.append((hit, block, cost))
+            chosen.append((hit, cost))
             seen_words.append(words)
             used += cost
         sources = [
             Source(n, h.doc_id, h.chunk_id, h.title, h.source, h.start, h.end, h.text, True)
-            for n, (h, _, _) in enumerate(chosen, 1)
+            for n, (h, _) in enumerate(chosen, 1)
         ]
         by_chunk = {s.chunk_id: s for s in sources}
 
@@ -191,13 +190,13 @@ class Packer:
                 kept_facts.pop()
                 n_dropped_facts += 1
             else:
-                hit, _, _ = chosen.pop()
+                hit, _ = chosen.pop()
                 dropped.append((hit.chunk_id, "did not fit once the prompt was assembled"))
                 sources = [s for s in sources if s.chunk_id != hit.chunk_id]
             system, user = self._assemble(chosen, fact_lines, question_block)
             total = self.count(self.render(system, user))
 
-        passages_tokens = sum(c for _, _, c in chosen)
+        passages_tokens = sum(c for _, c in chosen)
         report = ContextReport(
             window=self.window,
             sections={
@@ -206,7 +205,7 @@ class Packer:
                 "facts": total - fixed - passages_tokens if fact_lines else 0,
                 "answer": self.answer_tokens,
             },
-            included=[h.chunk_id for h, _, _ in chosen],
+            included=[h.chunk_id for h, _ in chosen],
             dropped=dropped,
             facts_included=len(fact_lines),
             facts_dropped=n_dropped_facts,
@@ -219,8 +218,8 @@ class Packer:
         head = f"[{n}] {hit.title}" + (f" ({hit.source})" if hit.source and hit.source != hit.title else "")
         return f"{_one_line(head)}\n{_one_line(hit.text)}"
 
-    def _assemble(self, chosen: list[tuple[Hit, str, int]], fact_lines: list[str], question_block: str) -> tuple[str, str]:
-        blocks = [self._passage_block(n, hit) for n, (hit, _, _) in enumerate(chosen, 1)]
+    def _assemble(self, chosen: list[tuple[Hit, int]], fact_lines: list[str], question_block: str) -> tuple[str, str]:
+        blocks = [self._passage_block(n, hit) for n, (hit, _) in enumerate(chosen, 1)]
         parts = []
         if blocks:
             parts.append("Passages:\n\n" + "\n\n".join(blocks))
