@@ -11,6 +11,8 @@ import pytest
 from kgmem.graph.knowledge import Citation, Fact
 from kgmem.pipelines.llm import NOT_FOUND, AnswerStream, LLMError, parse_reply
 from kgmem.pipelines.llm.openai import OpenAIBackend
+from kgmem.pipelines.query import facts_for, named_in
+from kgmem.retrieval.graph import LinkedEntity
 from kgmem.retrieval.packer import ContextTooSmallError, Packer
 from kgmem.retrieval.types import Hit
 
@@ -168,6 +170,30 @@ def test_ask_uses_graph_facts_about_the_question_entities(wiki_memory):
     ans = wiki_memory.ask(APA, llm="extractive")
     assert any("American Psychological Association" in (f.subject, f.object) for f in ans.facts)
     assert ans.context_report.sections["facts"] > 0
+
+
+def test_facts_come_only_from_what_the_question_names(wiki_memory):
+    # "president" and "the association" link to graph entities too; their facts ("X | become |
+    # president") are what a small model copied as its answer.
+    q = "Who was the first president of the association which published Journal of Psychotherapy Integration?"
+    prep = wiki_memory.context(q, llm="extractive", budget=4096)
+    common = [e for e in prep.linked if e.surface.lower() in ("president", "the association")]
+    assert common and facts_for(wiki_memory.graph, [e.entity_id for e in common])  # they would bring facts
+    named = named_in(q, prep.linked)
+    assert [e.surface for e in named] == ["Journal of Psychotherapy Integration"]
+    keys = {e.key for e in named}
+    facts = prep.context.facts
+    assert facts and all({f.subject.lower(), f.object.lower()} & keys for f in facts)  # only the journal's
+
+
+def test_named_in_reads_the_question_s_capitals():
+    linked = [LinkedEntity(1, "the country", "the country"), LinkedEntity(2, "kagh-fm", "KAGH-FM"),
+              LinkedEntity(3, "1920", "The 1920"), LinkedEntity(4, "state", "a state"),
+              LinkedEntity(5, "tekeze river", "the Tekeze River")]
+    named = named_in("In which country is the Tekeze River of KAGH-FM in 1920?", linked)
+    assert [e.entity_id for e in named] == [2, 3, 5]
+    # typed in lower case, the capitals say nothing: every linked entity counts
+    assert len(named_in("which country is kagh-fm in", linked)) == 5
 
 
 # ---------------------------------------------------------------------- an OpenAI-compatible server

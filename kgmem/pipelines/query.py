@@ -73,6 +73,20 @@ class Answer:
         }
 
 
+_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+
+
+def named_in(question: str, linked: list[LinkedEntity]) -> list[LinkedEntity]:
+    """The linked entities the question names (a proper name, a title, a year), not the
+    common nouns it uses ("president", "the country", "a state"): spaCy's labels cannot
+    tell them apart ("the state" comes back as ORG, "the Tekeze River" as a noun phrase),
+    the question's capitals can. A question typed all in lower case keeps them all."""
+    if not any(ch.isupper() for ch in question[1:]):
+        return list(linked)
+    heads = [_ARTICLE.sub("", e.surface.strip())[:1] for e in linked]
+    return [e for e, head in zip(linked, heads) if head.isupper() or head.isdigit()]
+
+
 def facts_for(graph: KnowledgeGraph, entity_ids: list[int], limit: int = 40, scan: int = 500) -> list[Fact]:
     """Parsed relations touching the question's entities, best supported first.
 
@@ -182,7 +196,10 @@ def prepare(
     hits, linked, mass = retrieved.hits, retrieved.linked, retrieved.entity_mass
     timings["retrieve"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    facts = facts_for(graph, [e.entity_id for e in linked])
+    # Facts only about what the question names: facts a common noun brought in ("Hymans |
+    # become | president", "Thailand | be | country") were what the 1.5B model answered with
+    # (README, "Graph facts").
+    facts = facts_for(graph, [e.entity_id for e in named_in(question, linked)])
     packer = Packer(backend.count_tokens, window, answer_tokens, render=backend.render, fact_share=fact_share,
                     instructions=getattr(backend, "instructions", None) or None)
     context = packer.pack(question, hits, facts)
