@@ -95,8 +95,14 @@ def test_ctrl_c_stops_an_answer_and_the_next_one_works(wiki_memory, small_backen
         started.append(time.perf_counter())
         threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
 
-    with pytest.raises(KeyboardInterrupt):
-        wiki_memory.ask(APA + " Explain at length.", llm=SMALL, budget=2048, k=20, on_context=press_ctrl_c_soon)
+    # A process started in the background by a shell without job control (`cmd &`) inherits
+    # SIGINT ignored, and Python then leaves it so: restore Python's own handler for the test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            wiki_memory.ask(APA + " Explain at length.", llm=SMALL, budget=2048, k=20, on_context=press_ctrl_c_soon)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert started and time.perf_counter() - started[0] < 3  # back at once, not when the model is done
     assert wiki_memory.ask(APA, llm=SMALL, budget=768).short
 
