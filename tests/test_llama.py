@@ -154,3 +154,24 @@ def test_the_default_model_answers_questions_from_data(wiki_memory):
     assert any("Hall" in c.quote for c in ans.citations)
     nothing = wiki_memory.ask("What is the name of Caroline's sister's dog?", llm="llama")
     assert not nothing.found and nothing.text == "not in memory"
+
+
+@pytest.mark.slow
+def test_the_default_model_compares_two_things_by_their_values(memory):
+    """ "… in the same province?": the model copies each city's province and code compares them
+    (asked for the verdict, the 1.5B model answered "yes" whatever it read)."""
+    if not llm_models.installed(llm_models.DEFAULT_MODEL):
+        pytest.skip("the default model is not installed (make install installs it)")
+    memory.ingest([
+        {"id": "nantong", "title": "Nantong", "text": "Nantong is a prefecture-level city in southeastern Jiangsu "
+         "province, China. Located on the northern bank of the Yangtze River, near the river mouth."},
+        {"id": "jingdezhen", "title": "Jingdezhen", "text": "Jingdezhen is a prefecture-level city in northeastern "
+         "Jiangxi province, China, known for its porcelain."},
+        {"id": "suzhou", "title": "Suzhou", "text": "Suzhou is a major city in southern Jiangsu province, China, "
+         "about 100 kilometres northwest of Shanghai."},
+    ])
+    differ = memory.ask("Are Nantong and Jingdezhen situated in the same province?", llm="llama")
+    assert differ.short == "no" and {c.doc_id for c in differ.citations} <= {"nantong", "jingdezhen", "suzhou"}
+    assert differ.citations and "compares two things" not in differ.context.user  # the step's note is its own
+    same = memory.ask("Are Nantong and Suzhou situated in the same province?", llm="llama")
+    assert same.short == "yes"

@@ -33,11 +33,10 @@ from ...errors import Cancelled
 from ...memory.chunker import sentence_spans
 from ...retrieval.packer import PackedContext
 from .base import NOT_FOUND, OnToken, Reply
+from .questions import is_yes_no
 
 NAMED = {"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE", "DATE"}
 NUMBER = "NUMBER"
-_AUX = {"is", "are", "was", "were", "do", "does", "did", "can", "could", "has", "have", "had", "will", "would",
-        "should", "shall", "may", "might", "must"}
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NUMERIC = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?(?:\s?(?:%|percent|million|billion|thousand|km|miles|m|kg|feet))?(?!\w)")
 _YEAR = re.compile(r"\b(1\d{3}|20\d{2})\b")
@@ -79,16 +78,6 @@ def expected_labels(question: str) -> dict[str, float] | None:
         if pattern.search(q):
             return labels
     return None
-
-
-_WH = {"who", "whom", "whose", "what", "which", "where", "when", "why", "how"}
-
-
-def is_yes_no(question: str) -> bool:
-    """Starts with an auxiliary and asks for nothing else ("Do X, …, remake a film of what
-    year?" asks for a year)."""
-    words = _WORD.findall(question.lower())
-    return bool(words) and words[0] in _AUX and " or " not in question.lower() and not _WH & set(words)
 
 
 def options(question: str) -> list[str]:

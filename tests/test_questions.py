@@ -1,0 +1,79 @@
+"""Reading what a question asks for from its words, and the comparison step of chat backends."""
+from __future__ import annotations
+
+import json
+
+from kgmem.pipelines.llm import ANSWER_SCHEMA, ChatBackend, ChatResult
+from kgmem.pipelines.llm.base import COMPARE_SCHEMA
+from kgmem.pipelines.llm.questions import compared_by, is_yes_no, same_value
+from kgmem.retrieval.packer import ContextReport, PackedContext, Source
+
+
+def test_compared_by_reads_the_property_of_same_questions():
+    assert compared_by("Are Nantong and Jingdezhen situated in the same province ?") == "province"
+    assert compared_by("Are Marian Gold and Jung Eun-ji members of the same band?") == "band"
+    assert compared_by("Were Scott Derrickson and Ed Wood of the same nationality?") == "nationality"
+    assert compared_by("Did Lyon and Bordeaux play in the same football league in 1990?") == "football league"
+    assert compared_by("Is Mount Olympus in the same range as Mount Ossa?") == "range"
+    # not yes/no, or no comparison: the ordinary answer step
+    assert compared_by("Which band did Marian Gold and Jung Eun-ji share the same label with?") is None
+    assert compared_by("Are Christopher Nolan and Sathish Kalathil both film directors?") is None
+    assert is_yes_no("Are Medici and Senet both board games?") and not is_yes_no("Who founded Senet?")
+
+
+def test_same_value_compares_words_not_strings():
+    assert same_value("Jiangsu", "Jiangsu Province") is True
+    assert same_value("the United States", "United States of America") is True
+    assert same_value("Jiangsu", "Jiangxi") is False
+    assert same_value("Alphaville", "Apink") is False
+    assert same_value("", "Jiangxi") is None
+
+
+class Scripted(ChatBackend):
+    """A chat backend that replies from a script (pure logic: what the step does with replies)."""
+
+    name = "scripted"
+
+    def __init__(self, replies: dict[str, str]):
+        self.replies, self.schemas = replies, []
+
+    def chat(self, messages, max_tokens, schema=None, on_delta=None, no_repeat=False):
+        self.schemas.append(schema)
+        text = self.replies["compare" if schema is COMPARE_SCHEMA else "answer"]
+        if on_delta:
+            on_delta(text)
+        return ChatResult(text, prompt_tokens=10)
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+
+def _context() -> PackedContext:
+    texts = {"Nantong": "Nantong is a city in Jiangsu.", "Jingdezhen": "Jingdezhen is a city in Jiangxi."}
+    sources = [Source(n, f"d{n}", n, title, "", 0, len(text), text, True)
+               for n, (title, text) in enumerate(texts.items(), 1)]
+    return PackedContext("system", "passages and question", sources, [], ContextReport(1024, {}, [1, 2], []))
+
+
+def test_the_verdict_of_a_comparison_is_computed_from_the_two_values():
+    q = "Are Nantong and Jingdezhen situated in the same province?"
+    values = {"first": "Nantong", "first_value": "Jiangsu", "second": "Jingdezhen", "second_value": "Jiangxi",
+              "sources": [1, 2]}
+    model = Scripted({"compare": json.dumps(values), "answer": '{"answer": "yes", "sources": [1]}'})
+    streamed: list[str] = []
+    reply = model.answer(q, _context(), 64, streamed.append)
+    assert (reply.answer, reply.sources, reply.found) == ("no", [1, 2], True)
+    assert streamed == ["no"] and model.schemas == [COMPARE_SCHEMA]
+    same = Scripted({"compare": json.dumps({**values, "second_value": "Jiangsu province"}), "answer": ""})
+    assert same.answer(q, _context(), 64).answer == "yes"
+
+
+def test_a_comparison_without_both_values_falls_back_to_the_ordinary_answer():
+    q = "Are Nantong and Jingdezhen situated in the same province?"
+    missing = {"first": "Nantong", "first_value": "Jiangsu", "second": "Jingdezhen", "second_value": "not in memory",
+               "sources": [1]}
+    model = Scripted({"compare": json.dumps(missing), "answer": '{"answer": "no", "sources": [2]}'})
+    reply = model.answer(q, _context(), 64)
+    assert (reply.answer, reply.sources) == ("no", [2]) and model.schemas == [COMPARE_SCHEMA, ANSWER_SCHEMA]
+    broken = Scripted({"compare": "Jiangsu and Jiangxi", "answer": '{"answer": "not in memory", "sources": []}'})
+    assert not broken.answer(q, _context(), 64).found
