@@ -168,7 +168,6 @@ class AnswerStream:
         if out:
             self.on_token("".join(out))
 
-
     def _plain(self, piece: str) -> None:
         """Free text: pass it through up to the first [n] marker or line end."""
         cut = min((i for i in (piece.find("["), piece.find("\n")) if i >= 0), default=-1)
@@ -262,7 +261,6 @@ class ChatBackend:
         return Reply(answer, sources, found, raw=result.text, prompt_tokens=result.prompt_tokens,
                      cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens,
                      first_token=first)
-
 
     def _compare(self, what: str, context: PackedContext, max_tokens: int, on_token: OnToken | None,
                  cancel: threading.Event | None) -> Reply | None:
