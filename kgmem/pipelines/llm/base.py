@@ -178,6 +178,12 @@ class AnswerStream:
             self.on_token(piece)
 
 
+def declined(answer: str) -> bool:
+    """Whether what the model wrote says it does not know ("not in memory", "unknown", "")."""
+    low = answer.lower()
+    return low.strip(" .!") in _DECLINED or low.startswith(("not in memory", "the passages do not"))
+
+
 def parse_reply(raw: str) -> tuple[str, list[int], bool]:
     """(answer, sources, found) from what a model wrote: the JSON object asked for, a
     truncated one, or plain text with [n] markers."""
@@ -210,7 +216,7 @@ def parse_reply(raw: str) -> tuple[str, list[int], bool]:
         answer = text
     sources += [int(x) for x in CITATION.findall(answer)]
     answer = " ".join(CITATION.sub(" ", answer).split()).strip(" .")
-    found = answer.lower().strip(" .!") not in _DECLINED and not answer.lower().startswith(("not in memory", "the passages do not"))
+    found = not declined(answer)
     seen: set[int] = set()
     sources = [s for s in sources if not (s in seen or seen.add(s))]
     return (answer if found else NOT_FOUND), sources, found
@@ -257,10 +263,7 @@ class ChatBackend:
         answer, sources, found = parse_reply(text)
         if stream is not None and not stream.buffer and result.text:
             on_token(answer)  # a backend that could not stream
-        first = result.first_token if result.first_token is not None else time.perf_counter() - t0
-        return Reply(answer, sources, found, raw=result.text, prompt_tokens=result.prompt_tokens,
-                     cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens,
-                     first_token=first)
+        return _reply(answer, sources, found, result, t0)
 
     def _compare(self, what: str, context: PackedContext, max_tokens: int, on_token: OnToken | None,
                  cancel: threading.Event | None) -> Reply | None:
@@ -277,17 +280,22 @@ class ChatBackend:
         if not isinstance(obj, dict):
             return None
         values = [str(obj.get(k) or "") for k in ("first_value", "second_value")]
-        same = None if any(v.lower().strip(" .") in _DECLINED for v in values) else same_value(*values)
+        same = None if any(declined(v) for v in values) else same_value(*values)
         if same is None:
             return None
         verdict = "yes" if same else "no"
         sources = [s for s in obj.get("sources") or [] if isinstance(s, int)]
         if on_token:
             on_token(verdict)
-        first = result.first_token if result.first_token is not None else time.perf_counter() - t0
-        return Reply(verdict, sources, True, raw=result.text, prompt_tokens=result.prompt_tokens,
-                     cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens,
-                     first_token=first)
+        return _reply(verdict, sources, True, result, t0)
+
+
+def _reply(answer: str, sources: list[int], found: bool, result: ChatResult, t0: float) -> Reply:
+    """A chat backend's Reply with what the call cost (first token: when the call returned, if
+    the backend could not tell)."""
+    first = result.first_token if result.first_token is not None else time.perf_counter() - t0
+    return Reply(answer, sources, found, raw=result.text, prompt_tokens=result.prompt_tokens,
+                 cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens, first_token=first)
 
 
 def _cancellable(on_delta: OnToken | None, cancel: threading.Event) -> OnToken:
