@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="skip naive RAG")
     ap.add_argument("--fact-share", type=float, help="share of the context for graph facts (default 0.2)")
     ap.add_argument("--mode", default="auto", help="retrieval kgmem answers from (auto, dense, lexical, hybrid, graph)")
+    ap.add_argument("--hops", type=int, help="hops a question is followed (default: the config's, 2; 0: off)")
     ap.add_argument("--tag", default="", help="suffix of the result key")
     ap.add_argument("--questions", action="store_true", help="keep per-question records in the JSON")
     ap.add_argument("--out", help="JSON output path")
@@ -65,6 +66,8 @@ def main() -> None:
             load = time.perf_counter() - t1
             if args.fact_share is not None:
                 mem.configure(fact_share=args.fact_share)
+            if args.hops is not None:
+                mem.configure(hops=args.hops)
             for i, budget in enumerate(map(int, args.budgets.split(","))):
                 # The naive reference does not depend on the budget: run it once per backend.
                 reference = not args.no_reference and i == 0
@@ -80,6 +83,7 @@ def main() -> None:
                     for part in ("kgmem", "naive"):
                         res.get(part, {}).pop("questions", None)
                 res["fact_share"] = mem.config.fact_share
+                res["hops"] = mem.config.hops
                 prefix = f"{data.name}/" if args.out else ""  # a shared file holds several sets
                 results[f"{prefix}{llm}@{budget}{args.tag}"] = res
                 out.parent.mkdir(parents=True, exist_ok=True)

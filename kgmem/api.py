@@ -299,7 +299,8 @@ class Memory(Upkeep):
         return prepare(
             self._searcher, self.graph, self.backend(llm), question,
             k=k or self.config.search_k, mode=mode, window=budget, answer_tokens=self.config.answer_tokens,
-            fact_share=self.config.fact_share,
+            fact_share=self.config.fact_share, hops=self.config.hops,
+            reader=self.backend("extractive") if self.config.hops else None,
         )
 
     def explain(self, answer: Answer, n: int) -> dict[str, Any]:

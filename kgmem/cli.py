@@ -198,17 +198,21 @@ def search(query: str, store: str, k: int, mode: str, as_json: bool) -> None:
               help="global: answer from community summaries (auto does for questions about the whole memory).")
 @click.option("--llm", envvar="KGMEM_LLM", help="auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM). Default auto: the local model when installed, else the no-LLM reader.")
 @click.option("--budget", type=int, help="Context window in tokens (default: the model's).")
+@click.option("--hops", type=click.IntRange(min=0),
+              help="Hops a multi-hop question is followed, one at a time (default 2; 0: one search).")
 @click.option("--conversation", help="Answer from this conversation's remembered turns.")
 @click.option("--user", help="Answer from this user's remembered turns (every conversation).")
 @_json_option
 @handle_errors
 def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, budget: int | None,
-        conversation: str | None, user: str | None, as_json: bool) -> None:
+        hops: int | None, conversation: str | None, user: str | None, as_json: bool) -> None:
     """Answer QUESTION from the store: a short answer, cited, then its sources. With
     --conversation or --user: from what was said there (remembered turns), not from documents."""
     from .render import Reading, answer_text
 
     with _open(store) as memory:
+        if hops is not None:
+            memory.configure(hops=hops)
         if as_json:
             answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, conversation=conversation,
                                 user=user)

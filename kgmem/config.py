@@ -16,7 +16,7 @@ STRUCTURAL = ("embedder", "embedding_dim", "chunk_tokens", "chunk_overlap")
 RUNTIME = ("threads", "workers", "writer_wait", "write_memory_mb", "malloc_mmap_mb")
 # How to answer is a choice of the process too (a store made by an older kgmem saved the
 # defaults of its day): the model, its window and the room for the reply.
-ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share")
+ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share", "hops")
 
 
 class SettingError(ValueError):
@@ -124,6 +124,10 @@ class Config:
     # 0 by default: measured on HotpotQA, fact lines cost a 1.5B model 13 points of F1 at
     # 1,024 tokens (README "Answers"); the graph still chooses the passages.
     fact_share: float = 0.0
+    # Hops a question is followed, one at a time (pipelines/hops.py): its innermost phrase
+    # around a name answered by the no-LLM reader and replaced by the answer, the new
+    # question searched too. 0: one search for the whole question.
+    hops: int = 2
 
     def __post_init__(self) -> None:
         for name in ("threads", "workers", "embed_batch_size", "docs_per_batch", "batch_chars", "checkpoint_batches",
@@ -133,7 +137,7 @@ class Config:
                 raise SettingError(f"{name}={value!r}: expected a whole number of 1 or more")
         if not isinstance(self.writer_wait, (int, float)) or not self.writer_wait >= 0:
             raise SettingError(f"writer_wait={self.writer_wait!r}: expected a number of seconds, 0 or more")
-        for name in ("context_window", "answer_tokens", "write_memory_mb", "malloc_mmap_mb"):
+        for name in ("context_window", "answer_tokens", "write_memory_mb", "malloc_mmap_mb", "hops"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingError(f"{name}={getattr(self, name)!r}: expected a whole number, 0 or more")
         if not 0.0 <= self.fact_share < 1.0:

@@ -187,11 +187,15 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
         t0 = time.perf_counter()
         ans = memory.ask(q["question"], llm=backend, budget=budget, mode=mode)
         took = time.perf_counter() - t0
-        first = ans.timings["retrieve"] + ans.timings["pack"] + ans.usage.get("first_token_s", 0.0)
+        first = (ans.timings["retrieve"] + ans.timings.get("hops", 0.0) + ans.timings["pack"]
+                 + ans.usage.get("first_token_s", 0.0))
+        read = list(dict.fromkeys(p.doc_id for p in ans.passages))
+        gold = set(q.get("gold_ids") or [])
         rows["kgmem"].append({"id": q["id"], "answer": ans.short, "found": ans.found, "gold": q["answers"],
                               "em": exact_match(ans.short, q["answers"]), "f1": token_f1(ans.short, q["answers"]),
                               "seconds": took, "first_token": first, "prompt_tokens": ans.usage.get("prompt_tokens", 0),
-                              "cited": [c.doc_id for c in ans.citations]})
+                              "cited": [c.doc_id for c in ans.citations], "read": read,
+                              "gold_read": len(gold & set(read)) / len(gold) if gold else None})
         if reference:
             text, cost = naive_rag(memory, backend, q["question"])
             rows["naive"].append({"id": q["id"], "answer": text, "gold": q["answers"],
@@ -215,6 +219,10 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
         }
         if name == "kgmem":
             out[name]["declined"] = sum(1 for r in records if not r["found"])
+            # the share of each question's supporting passages among those packed for the model
+            shares = [r["gold_read"] for r in records if r["gold_read"] is not None]
+            if shares:
+                out[name]["gold_read"] = round(100 * float(np.mean(shares)), 2)
     return out
 
 

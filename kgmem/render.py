@@ -87,11 +87,18 @@ def communities_text(comms: Sequence[Any], limit: int = 30) -> str:
     return "\n".join(lines)
 
 
+def hops_line(hops: Sequence[Any]) -> str:
+    """The hops a question was followed by: "followed: the composer of Aschenbrodel →
+    Johann Strauss II; …" ("" for none)."""
+    return "followed: " + "; ".join(f"{h.phrase} → {h.bridge}" for h in hops) if hops else ""
+
+
 def reading_line(prepared: Any) -> str:
     """What the model is about to read (shown while it reads: seconds ≈ tokens / speed)."""
     ctx = prepared.context
     n = len(ctx.report.included)
-    notes = "".join(f"\nnote: {msg}" for msg in prepared.notices)
+    notes = "".join(f"\n{line}" for line in [hops_line(prepared.hops)] if line)
+    notes += "".join(f"\nnote: {msg}" for msg in prepared.notices)
     return (f"reading {n} passage{'s' if n != 1 else ''} and {ctx.report.facts_included} facts "
             f"({ctx.prompt_tokens} tokens)…{notes}")
 
@@ -118,6 +125,8 @@ def answer_text(answer: Answer, streamed: bool = False, shown: Sequence[str] = (
     lines = [head]
     if answer.support:
         lines.append(f"  — {shorten(answer.support, 300)}")
+    if answer.hops and not streamed:  # (streamed: the reading line said it)
+        lines.append(hops_line(answer.hops))
     lines += [f"note: {notice}" for notice in answer.notices if notice not in shown]
     lines += ["", "Sources:", sources_text(answer)]
     return "\n".join(lines)

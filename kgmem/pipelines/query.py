@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..graph.extract import shared_extractor
 from ..graph.knowledge import Fact, KnowledgeGraph
 from ..retrieval.graph import LinkedEntity
 from ..retrieval.packer import ContextReport, PackedContext, Packer
@@ -15,6 +16,7 @@ from ..retrieval.search import Searcher
 from ..retrieval.types import Hit
 from ..memory.chunker import sentence_spans
 from ..memory.passages import stopwords
+from .hops import Hop, follow, merge
 from .llm import Backend, Reply
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -53,6 +55,7 @@ class Answer:
     support: str = ""  # the sentence(s) of the cited passages the answer stands in
     usage: dict[str, Any] = field(default_factory=dict)  # prompt/cached/completion tokens, first token (s)
     notices: list[str] = field(default_factory=list)  # e.g. the question was trimmed to fit
+    hops: list[Hop] = field(default_factory=list)  # the question followed one hop at a time
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +73,7 @@ class Answer:
             "backend": self.backend,
             "entities": [e.surface for e in self.entities],
             "notices": self.notices,
+            "hops": [h.as_dict() for h in self.hops],
         }
 
 
@@ -160,6 +164,7 @@ class Prepared:
     timings: dict[str, float]
     notices: list[str] = field(default_factory=list)
     question: str = ""  # as packed (trimmed when it was longer than the window allows)
+    hops: list[Hop] = field(default_factory=list)
 
 
 def _fit_question(question: str, count: Callable[[str], int], limit: int) -> tuple[str, str | None]:
@@ -184,8 +189,12 @@ def prepare(
     window: int | None = None,
     answer_tokens: int = 256,
     fact_share: float = 0.0,
+    hops: int = 0,
+    reader: Backend | None = None,
 ) -> Prepared:
-    """Retrieve and pack, without generating: everything up to the LLM call."""
+    """Retrieve and pack, without generating: everything up to the LLM call. With `hops`
+    and a `reader` (the no-LLM reader), the question is also followed hop by hop and each
+    rewritten question's best passages join the packed ones (pipelines/hops.py)."""
     if not question or not question.strip():
         raise ValueError("the question is empty")
     window = window or backend.context_window
@@ -195,6 +204,14 @@ def prepare(
     retrieved = searcher.retrieve(question, k=k, mode=mode)
     hits, linked, mass = retrieved.hits, retrieved.linked, retrieved.entity_mass
     timings["retrieve"] = time.perf_counter() - t0
+    followed: list[Hop] = []
+    if hops and reader is not None:
+        t = time.perf_counter()
+        nlp = shared_extractor(graph.spacy_model, "full").nlp  # the parser (a "ner" store has none)
+        followed = follow(question, nlp, lambda asked: _read(searcher, graph, reader, asked, k, mode), hops)
+        if followed:
+            hits = merge(hits, [searcher.search(h.question, k=k, mode=mode) for h in followed], k)
+        timings["hops"] = time.perf_counter() - t
     t1 = time.perf_counter()
     # Facts only about what the question names: facts a common noun brought in ("Hymans |
     # become | president", "Thailand | be | country") were what the 1.5B model answered with
@@ -214,8 +231,20 @@ def prepare(
     if getattr(backend, "needs_graph", False):
         context.mentions = graph.mentions_in(context.report.included)
         context.entity_mass = dict(mass)
+        context.rewritten = [h.question for h in followed]
     timings["pack"] = time.perf_counter() - t1
-    return Prepared(hits, list(linked), context, timings, [notice] if notice else [], question)
+    return Prepared(hits, list(linked), context, timings, [notice] if notice else [], question, followed)
+
+
+# The window a hop's phrase is read in (the no-LLM reader's measured setting, README).
+HOP_WINDOW = 2048
+
+
+def _read(searcher: Searcher, graph: KnowledgeGraph, reader: Backend, asked: str, k: int, mode: str) -> str | None:
+    """The no-LLM reader's answer to one hop's phrase, or None."""
+    prep = prepare(searcher, graph, reader, asked, k=k, mode=mode, window=HOP_WINDOW)
+    reply = reader.read(asked, prep.context)
+    return reply.answer if reply.found else None
 
 
 def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: int = 256,
@@ -231,7 +260,7 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
     timings["generate"] = time.perf_counter() - t0
     citations = cite(reply, context, question)
     text = reply.answer + (" " + "".join(f"[{c.n}]" for c in citations) if citations else "")
-    timings["total"] = timings["retrieve"] + timings["pack"] + timings["generate"]
+    timings["total"] = timings["retrieve"] + timings.get("hops", 0.0) + timings["pack"] + timings["generate"]
     included = set(context.report.included)
     usage = {"prompt_tokens": reply.prompt_tokens or context.prompt_tokens, "cached_tokens": reply.cached_tokens,
              "completion_tokens": reply.completion_tokens,
@@ -252,4 +281,5 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
         support=" ".join(c.quote for c in citations),
         usage=usage,
         notices=list(prep.notices),
+        hops=list(prep.hops),
     )

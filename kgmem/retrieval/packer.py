@@ -85,6 +85,8 @@ class PackedContext:
     # offsets, and the mass the graph walk left on each entity.
     mentions: dict[int, list[tuple[int, int, str, int]]] = field(default_factory=dict)
     entity_mass: dict[int, float] = field(default_factory=dict)
+    # the question with its hops replaced by the reader's answers, one a hop (pipelines/hops.py)
+    rewritten: list[str] = field(default_factory=list)
 
     def source(self, n: int) -> Source | None:
         return next((s for s in self.sources if s.n == n), None)

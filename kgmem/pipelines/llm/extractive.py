@@ -184,23 +184,31 @@ class ExtractiveBackend:
         if not sentences:
             return Reply(NOT_FOUND, [], found=False)
         by_n = {s.n: s for s in packed}
-        vecs = self.embed([question, relation_part(question)] + [by_n[n].text[s:e] for n, s, e in sentences])
-        sim_of = {sent: float(v) for sent, v in zip(sentences, vecs[2:] @ vecs[0])}
-        relation = vecs[2:] @ vecs[1]
-        lo, hi = float(relation.min()), float(relation.max())
-        relation_of = {sent: (float(v) - lo) / ((hi - lo) or 1.0) for sent, v in zip(sentences, relation)}
-        best_sent = max(sim_of, key=sim_of.get)
-        if is_yes_no(question):
-            return self._yes_no(question, best_sent, packed)
-        cands = self._candidates(question, packed, sentences, sim_of, relation_of, context)
-        opts = options(question)
-        if opts:
-            chosen = self._choose(question, opts, packed, cands)
-            if chosen is not None:
-                return chosen
-        if not cands:
+        opts = [] if is_yes_no(question) else options(question)
+        # The question as followed hop by hop ("… the country where Johann Strauss II was a
+        # citizen" → "Who was in charge of Austria ?") is read too, and the better-scored
+        # answer of the two wins (README, "Hops").
+        asked = [question] + (context.rewritten[-1:] if not opts and not is_yes_no(question) else [])
+        texts = [t for q in asked for t in (q, relation_part(q))]
+        vecs = self.embed(texts + [by_n[n].text[s:e] for n, s, e in sentences])
+        best: Candidate | None = None
+        for i, q in enumerate(asked):
+            sim_of = {sent: float(v) for sent, v in zip(sentences, vecs[len(texts):] @ vecs[2 * i])}
+            relation = vecs[len(texts):] @ vecs[2 * i + 1]
+            lo, hi = float(relation.min()), float(relation.max())
+            relation_of = {sent: (float(v) - lo) / ((hi - lo) or 1.0) for sent, v in zip(sentences, relation)}
+            if is_yes_no(q):
+                return self._yes_no(q, max(sim_of, key=sim_of.get), packed)
+            cands = self._candidates(q, packed, sentences, sim_of, relation_of, context)
+            if opts:
+                chosen = self._choose(q, opts, packed, cands)
+                if chosen is not None:
+                    return chosen
+            top = max(cands.values(), key=lambda c: c.score, default=None)
+            if top is not None and (best is None or top.score > best.score):
+                best = top
+        if best is None:
             return Reply(NOT_FOUND, [], found=False)
-        best = max(cands.values(), key=lambda c: c.score)
         return Reply(best.text, [best.n], found=True, support=[(best.n, *best.sentence)])
 
     def _yes_no(self, question: str, best: tuple[int, int, int], packed: list) -> Reply:

@@ -1,0 +1,102 @@
+"""Following a multi-hop question one hop at a time (pipelines/hops.py): the question's
+innermost phrase read from spaCy's parse, answered by the no-LLM reader, replaced, searched."""
+from __future__ import annotations
+
+import pytest
+
+from kgmem.pipelines.hops import follow, inner_phrase, merge
+from kgmem.render import answer_text
+from kgmem.retrieval.types import Hit
+
+AUSTRIA = "Who was in charge of the country where the composer of Aschenbrodel was a citizen?"
+
+
+@pytest.fixture(scope="module")
+def parse(extractor):
+    return extractor.nlp
+
+
+def phrase_of(parse, question: str) -> str | None:
+    doc = parse(question)
+    found = inner_phrase(doc)
+    return doc[found[0]:found[1]].text if found else None
+
+
+def test_the_innermost_phrase_around_a_name_is_the_first_hop(parse):
+    assert phrase_of(parse, AUSTRIA) == "the composer of Aschenbrodel"
+    assert phrase_of(parse, "Who is the spouse of Big Eye's main director?") == "Big Eye's main director"
+    assert phrase_of(parse, "In what county is the city where Harris W. Fawell was born?") == \
+        "the city where Harris W. Fawell was born"
+
+
+def test_a_phrase_that_is_the_question_or_holds_its_unknown_is_not_a_hop(parse):
+    assert phrase_of(parse, "Who is the wife of Kim Jong-chul?") is None  # one hop: the question itself
+    assert phrase_of(parse, "What is the capital of France?") is None
+    assert phrase_of(parse, "How many books did the author write?") is None  # no name at all
+    # "formed in what year" asks: the phrase holds the question's unknown
+    assert phrase_of(parse, "The league includes the Adelaide team that was formed in what year?") is None
+
+
+def test_each_hop_is_replaced_by_the_reader_s_answer(parse):
+    answers = {"Which composer is the composer of Aschenbrodel?": "Johann Strauss II",
+               "Which country is the country where Johann Strauss II was a citizen?": "Austria"}
+    asked: list[str] = []
+
+    def read(question: str) -> str | None:
+        asked.append(question)
+        return answers.get(question)
+
+    hops = follow(AUSTRIA, parse, read, max_hops=3)
+    assert [h.bridge for h in hops] == ["Johann Strauss II", "Austria"]
+    assert hops[0].question == "Who was in charge of the country where Johann Strauss II was a citizen?"
+    assert hops[1].question.startswith("Who was in charge of Austria")
+    assert len(asked) == 2  # "Who was in charge of Austria?" is the question itself: no third hop
+    assert follow(AUSTRIA, parse, read, max_hops=1)[-1].bridge == "Johann Strauss II"
+    assert follow(AUSTRIA, parse, lambda q: None) == []  # the reader has no answer: no hop
+    # an answer that only repeats the phrase leads nowhere
+    assert follow(AUSTRIA, parse, lambda q: "Aschenbrodel") == []
+
+
+def _hit(cid: int) -> Hit:
+    return Hit(doc_id=f"d{cid}", chunk_id=cid, score=1.0, text="", title="", source="", start=0, end=0)
+
+
+def test_merge_keeps_the_question_s_best_and_adds_each_hop_s_new_passages():
+    base = [_hit(i) for i in (1, 2, 3, 4, 5, 6)]
+    hop1 = [_hit(i) for i in (2, 7, 8, 9)]
+    hop2 = [_hit(i) for i in (7, 10, 1, 11)]
+    merged = merge(base, [hop1, hop2], k=8, keep=3, per_hop=2)
+    assert [h.chunk_id for h in merged] == [1, 2, 3, 7, 8, 10, 11, 4]
+    assert [h.chunk_id for h in merge(base, [], k=4)] == [1, 2, 3, 4]
+
+
+def test_ask_follows_the_hops_to_the_passage_the_question_never_names(memory):
+    memory.ingest([
+        {"id": "aschenbrodel", "title": "Aschenbrödel",
+         "text": "Aschenbrödel is a ballet in three acts by the composer Johann Strauss II. It was first "
+                 "performed in Berlin in 1901, two years after the composer's death."},
+        {"id": "strauss", "title": "Johann Strauss II",
+         "text": "Johann Strauss II was a composer of light music, known as the Waltz King. He was born in "
+                 "Vienna and was a citizen of Austria for most of his life, though he later became a "
+                 "citizen of Saxe-Coburg and Gotha."},
+        {"id": "austria", "title": "Austria",
+         "text": "After the First World War, Austria was governed by Chancellor Karl Renner, who led the "
+                 "provisional government of the new republic from 1918 to 1920."},
+        {"id": "berlin", "title": "Berlin",
+         "text": "Berlin is the capital of Germany. Its opera houses have staged ballets since the "
+                 "eighteenth century, and the city was governed by a mayor."},
+        {"id": "waltz", "title": "Waltz",
+         "text": "The waltz is a ballroom dance in triple time. Composers in Vienna wrote waltzes for "
+                 "balls held in the city during the carnival season."},
+    ])
+    memory.configure(search_k=4)
+    followed = memory.ask(AUSTRIA, llm="extractive")
+    assert [h.bridge for h in followed.hops][:1] == ["Johann Strauss II"]
+    assert "austria" in {p.doc_id for p in followed.passages}
+    assert memory.search(followed.hops[-1].question, k=1)[0].doc_id == "austria"
+    assert followed.short == "Karl Renner"
+    assert followed.as_dict()["hops"][0]["phrase"] == "the composer of Aschenbrodel"
+    assert "followed: the composer of Aschenbrodel → Johann Strauss II" in answer_text(followed)
+    memory.configure(hops=0)
+    direct = memory.ask(AUSTRIA, llm="extractive")
+    assert direct.hops == [] and "followed:" not in answer_text(direct)
