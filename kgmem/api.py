@@ -86,6 +86,8 @@ class Memory(Upkeep):
             if self._searcher.graph is not None:
                 steps.append(("graph_matrix", self._searcher.graph.matrix))
             steps.append(("word_stats", self.passages.sql.warm_word_stats))
+            if self.config.hops:  # the parser that reads a question's hops
+                steps.append(("parser", self.graph.parser))
             if llm is not None:
                 steps.append(("llm", lambda: self.backend(llm, load=True)))
             took: dict[str, float] = {}

@@ -80,6 +80,13 @@ class KnowledgeGraph:
             self._extractor = shared_extractor(self.spacy_model, self.extraction)
         return self._extractor
 
+    def parser(self) -> Any:
+        """A spaCy pipeline with the dependency parser (for reading questions): the store's
+        own extractor's, or, when the store extracts with NER only, the full one."""
+        if self.extraction == "full":
+            return self.extractor.nlp
+        return shared_extractor(self.spacy_model, "full").nlp
+
     def extract(self, texts: list[str], voices: Sequence[Voice | None] | None = None,
                 subjects: Sequence[str | None] | None = None) -> list[ChunkFacts]:
         return self.extractor.extract(texts, voices, subjects)

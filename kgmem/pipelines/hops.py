@@ -27,7 +27,7 @@ _WH = {"who", "whom", "whose", "what", "which", "where", "when", "why", "how"}
 _LINKS = {"relcl", "prep", "poss", "acl"}
 # The whole question's best passages kept ahead of each hop's (the first hop is usually
 # among them), and the passages each hop's rewritten question adds: MuSiQue's 200, recall
-# of the supporting documents at 5 / 10 passages: 64.9 / 73.1 → 68.8 / 79.0 (README).
+# of the supporting documents at 5 / 10 passages 64.6 / 72.1 → 68.0 / 77.6 (README, "Hops").
 KEEP = 3
 PER_HOP = 2
 _PARSE_LOCK = threading.Lock()
@@ -56,8 +56,9 @@ def _relative(token: Any) -> bool:
 
 def inner_phrase(doc: Any) -> tuple[int, int, str] | None:
     """(start, end, head noun) of the smallest noun phrase of a parsed question that holds a
-    name below its head — the question's innermost hop — or None (no name, or the phrase is
-    the whole question: "Who is the wife of Kim Jong-chul?" is one hop)."""
+    name below its head — the question's innermost hop — or None: no name, the phrase is
+    the whole question ("Who is the wife of Kim Jong-chul?" is one hop), or it holds the
+    question's unknown ("the Adelaide team that was formed in what year")."""
     names = {i for e in doc.ents if e.label_ != "ORDINAL" for i in range(e.start, e.end)}
     names |= {t.i for t in doc if t.pos_ == "PROPN" and t.i > 0}
     best: tuple[int, int, str] | None = None

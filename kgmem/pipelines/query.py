@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..graph.extract import shared_extractor
 from ..graph.knowledge import Fact, KnowledgeGraph
 from ..retrieval.graph import LinkedEntity
 from ..retrieval.packer import ContextReport, PackedContext, Packer
@@ -207,8 +206,7 @@ def prepare(
     followed: list[Hop] = []
     if hops and reader is not None:
         t = time.perf_counter()
-        nlp = shared_extractor(graph.spacy_model, "full").nlp  # the parser (a "ner" store has none)
-        followed = follow(question, nlp, lambda asked: _read(searcher, graph, reader, asked, k, mode), hops)
+        followed = follow(question, graph.parser(), lambda asked: _read(searcher, graph, reader, asked, k, mode), hops)
         if followed:
             hits = merge(hits, [searcher.search(h.question, k=k, mode=mode) for h in followed], k)
         timings["hops"] = time.perf_counter() - t

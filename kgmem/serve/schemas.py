@@ -38,6 +38,14 @@ class CitationOut(BaseModel):
     title: str = ""
 
 
+class HopOut(BaseModel):
+    model_config = _OPEN
+    phrase: str = Field(description="the part of the question asked on its own")
+    asked: str
+    bridge: str = Field(description="the no-LLM reader's answer to it")
+    question: str = Field(description="the question with the phrase replaced by the bridge, as searched")
+
+
 class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=4000)
@@ -59,6 +67,7 @@ class AskOut(BaseModel):
     passages: list[HitOut] = []
     backend: str = ""
     notices: list[str] = Field(default=[], description="why an answer was declined or changed, and other notes")
+    hops: list[HopOut] = Field(default=[], description="the question followed one hop at a time")
 
 
 class RecordIn(BaseModel):
