@@ -47,6 +47,7 @@ ASKER = r"""
 import json, sys
 from kgmem import Memory
 mem = Memory(sys.argv[1])
+mem.configure(hops=0)  # hops parse the question with spaCy and read it with the embedder's runtime
 mem.warm(background=False)
 hits = mem.search(sys.argv[2], k=5)
 prepared = mem.context(sys.argv[2], llm="extractive")
