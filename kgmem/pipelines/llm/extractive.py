@@ -184,11 +184,12 @@ class ExtractiveBackend:
         if not sentences:
             return Reply(NOT_FOUND, [], found=False)
         by_n = {s.n: s for s in packed}
-        opts = [] if is_yes_no(question) else options(question)
+        yes_no = is_yes_no(question)
+        opts = [] if yes_no else options(question)
         # The question as followed hop by hop ("… the country where Johann Strauss II was a
         # citizen" → "Who was in charge of Austria ?") is read too, and the better-scored
-        # answer of the two wins (README, "Hops").
-        asked = [question] + (context.rewritten[-1:] if not opts and not is_yes_no(question) else [])
+        # answer of the two wins (README, "Hops"). Yes/no and "X or Y" questions: as asked only.
+        asked = [question] + (context.rewritten[-1:] if not opts and not yes_no else [])
         texts = [t for q in asked for t in (q, relation_part(q))]
         vecs = self.embed(texts + [by_n[n].text[s:e] for n, s, e in sentences])
         best: Candidate | None = None
@@ -197,7 +198,7 @@ class ExtractiveBackend:
             relation = vecs[len(texts):] @ vecs[2 * i + 1]
             lo, hi = float(relation.min()), float(relation.max())
             relation_of = {sent: (float(v) - lo) / ((hi - lo) or 1.0) for sent, v in zip(sentences, relation)}
-            if is_yes_no(q):
+            if yes_no:  # (then `asked` is the question alone)
                 return self._yes_no(q, max(sim_of, key=sim_of.get), packed)
             cands = self._candidates(q, packed, sentences, sim_of, relation_of, context)
             if opts:
