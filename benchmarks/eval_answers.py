@@ -1,6 +1,6 @@
 """Answer quality and speed on a shared bench set, beside naive RAG with the same model.
 
-    .venv/bin/python benchmarks/eval_answers.py [DATASET_DIR] [--store DIR] [--limit N]
+    .venv/bin/python benchmarks/eval_answers.py [DATASET_DIR] [--store DIR] [--skip N] [--limit N]
         [--llm extractive,llama] [--budgets 512,1024,2048] [--mode auto] [--no-reference]
 
 For each backend and each context budget: EM and F1 of kgmem's short answers, seconds
@@ -40,7 +40,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset", nargs="?", default=str(ROOT.parent / "shared" / "bench" / "musique"))
     ap.add_argument("--store", help="store directory (default: a fresh temporary one)")
-    ap.add_argument("--limit", type=int, help="only the first N questions")
+    ap.add_argument("--limit", type=int, help="only the first N questions (after --skip)")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N questions")
     ap.add_argument("--llm", default="extractive,llama", help="comma-separated backends")
     ap.add_argument("--budgets", default="1024", help="comma-separated context windows, in tokens")
     ap.add_argument("--no-reference", action="store_true", help="skip naive RAG")
@@ -52,7 +53,8 @@ def main() -> None:
     ap.add_argument("--out", help="JSON output path")
     args = ap.parse_args()
 
-    data = load_dataset(args.dataset, args.limit)
+    data = load_dataset(args.dataset)
+    data.questions = data.questions[args.skip:][:args.limit] if args.limit else data.questions[args.skip:]
     store = args.store or tempfile.mkdtemp(prefix="kgmem-answers-")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"answers_{data.name}.json"
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -77,6 +79,7 @@ def main() -> None:
                 res["load_seconds"] = round(load, 2)
                 res["peak_rss_mb"] = round(peak_rss_mb())
                 res["limit"] = len(data.questions)
+                res["skip"] = args.skip
                 print()
                 print(format_answers(res), flush=True)
                 if not args.questions:
