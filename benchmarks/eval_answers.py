@@ -53,8 +53,7 @@ def main() -> None:
     ap.add_argument("--out", help="JSON output path")
     args = ap.parse_args()
 
-    data = load_dataset(args.dataset)
-    data.questions = data.questions[args.skip:][:args.limit] if args.limit else data.questions[args.skip:]
+    data = load_dataset(args.dataset, args.limit, args.skip)
     store = args.store or tempfile.mkdtemp(prefix="kgmem-answers-")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"answers_{data.name}.json"
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -88,7 +87,8 @@ def main() -> None:
                 res["fact_share"] = mem.config.fact_share
                 res["hops"] = mem.config.hops
                 prefix = f"{data.name}/" if args.out else ""  # a shared file holds several sets
-                results[f"{prefix}{llm}@{budget}{args.tag}"] = res
+                part = f":skip{args.skip}" if args.skip else ""  # not the key of the first N
+                results[f"{prefix}{llm}@{budget}{part}{args.tag}"] = res
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")

@@ -29,7 +29,8 @@ class Dataset:
     name: str = ""
 
 
-def load_dataset(directory: str | Path, limit: int | None = None) -> Dataset:
+def load_dataset(directory: str | Path, limit: int | None = None, skip: int = 0) -> Dataset:
+    """A bench set's corpus and its questions: the first `limit` after leaving out `skip`."""
     directory = Path(directory)
     corpus_path, questions_path = directory / "corpus.jsonl", directory / "questions.jsonl"
     if not corpus_path.exists():  # a folder with one other JSONL beside questions.jsonl (like data/)
@@ -40,8 +41,7 @@ def load_dataset(directory: str | Path, limit: int | None = None) -> Dataset:
             raise FileNotFoundError(f"{p}: missing (a dataset folder holds corpus.jsonl and questions.jsonl)")
     corpus = [json.loads(line) for line in corpus_path.open(encoding="utf-8") if line.strip()]
     questions = [json.loads(line) for line in questions_path.open(encoding="utf-8") if line.strip()]
-    if limit:
-        questions = questions[:limit]
+    questions = questions[skip:][:limit] if limit else questions[skip:]
     return Dataset(corpus=corpus, questions=questions, name=directory.name)
 
 
