@@ -164,13 +164,13 @@ def naive_rag(memory: Any, backend: Any, question: str, k: int = 5) -> tuple[str
                                {"role": "user", "content": f"{passages}\n\nQuestion: {question}\nAnswer:"}], 48)
         first = result.first_token if result.first_token is not None else time.perf_counter() - t0
         return result.text, {"seconds": time.perf_counter() - t0, "first_token": first,
-                             "prompt_tokens": result.prompt_tokens}
+                             "prompt_tokens": result.prompt_tokens, "cached_tokens": result.cached_tokens}
     ctx = Packer(backend.count_tokens, 100_000, 0).pack(question, hits)
     if getattr(backend, "needs_graph", False):  # the same spaCy mentions, no graph walk
         ctx.mentions = memory.graph.mentions_in(ctx.report.included)
     reply = backend.answer(question, ctx, 0)
     took = time.perf_counter() - t0
-    return reply.answer, {"seconds": took, "first_token": took, "prompt_tokens": 0}
+    return reply.answer, {"seconds": took, "first_token": took, "prompt_tokens": 0, "cached_tokens": 0}
 
 
 def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None, *, reference: bool = True,
@@ -183,6 +183,10 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
     graph: the same passages naive RAG starts from)."""
     backend = memory.backend(llm, load=True)
     rows: dict[str, list[dict[str, Any]]] = {"kgmem": [], "naive": []}
+    # Each method answers every question before the other starts, as one user asking in a
+    # row would: the two prompts differ from their first token, so alternating them would
+    # evict each one's cached system prompt from llama.cpp's single slot every question.
+    total = len(questions) * (2 if reference else 1)
     for i, q in enumerate(questions):
         t0 = time.perf_counter()
         ans = memory.ask(q["question"], llm=backend, budget=budget, mode=mode)
@@ -194,14 +198,17 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
         rows["kgmem"].append({"id": q["id"], "answer": ans.short, "found": ans.found, "gold": q["answers"],
                               "em": exact_match(ans.short, q["answers"]), "f1": token_f1(ans.short, q["answers"]),
                               "seconds": took, "first_token": first, "prompt_tokens": ans.usage.get("prompt_tokens", 0),
+                              "cached_tokens": ans.usage.get("cached_tokens", 0),
                               "cited": [c.doc_id for c in ans.citations], "read": read,
                               "gold_read": len(gold & set(read)) / len(gold) if gold else None})
-        if reference:
-            text, cost = naive_rag(memory, backend, q["question"])
-            rows["naive"].append({"id": q["id"], "answer": text, "gold": q["answers"],
-                                  "em": exact_match(text, q["answers"]), "f1": token_f1(text, q["answers"]), **cost})
         if on_question:
-            on_question(i + 1, len(questions))
+            on_question(i + 1, total)
+    for i, q in enumerate(questions if reference else []):
+        text, cost = naive_rag(memory, backend, q["question"])
+        rows["naive"].append({"id": q["id"], "answer": text, "gold": q["answers"],
+                              "em": exact_match(text, q["answers"]), "f1": token_f1(text, q["answers"]), **cost})
+        if on_question:
+            on_question(len(questions) + i + 1, total)
     out: dict[str, Any] = {"llm": getattr(backend, "name", str(llm)), "budget": budget or backend.context_window,
                            "mode": mode}
     for name, records in rows.items():
@@ -215,6 +222,7 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
             "seconds_p50": round(_pct(secs, 50), 3), "seconds_p95": round(_pct(secs, 95), 3),
             "first_token_p50": round(_pct(firsts, 50), 3),
             "prompt_tokens_mean": round(float(np.mean([r["prompt_tokens"] for r in records])), 1),
+            "cached_tokens_mean": round(float(np.mean([r.get("cached_tokens", 0) for r in records])), 1),
             "questions": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in records],
         }
         if name == "kgmem":

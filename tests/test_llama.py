@@ -175,3 +175,16 @@ def test_the_default_model_compares_two_things_by_their_values(memory):
     assert differ.citations and "compares two things" not in differ.context.user  # the step's note is its own
     same = memory.ask("Are Nantong and Suzhou situated in the same province?", llm="llama")
     assert same.short == "yes"
+
+
+def test_answer_scores_asks_each_method_in_a_row_so_each_keeps_its_cached_system_prompt(
+        wiki_memory, small_backend, wiki_questions):
+    """kgmem's questions, then naive RAG's: alternating them would evict each prompt's cached
+    system part from llama.cpp's one slot every question (and time both cold)."""
+    from kgmem.eval import NAIVE_PROMPT, answer_scores
+
+    res = answer_scores(wiki_memory, wiki_questions[:3], small_backend, reference=True, budget=1024)
+    for part, system in (("kgmem", small_backend.instructions), ("naive", NAIVE_PROMPT)):
+        records = res[part]["questions"]
+        assert len(records) == 3 and res[part]["cached_tokens_mean"] > 0
+        assert all(r["cached_tokens"] >= small_backend.count_tokens(system) for r in records[1:]), part
