@@ -222,7 +222,7 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
             "seconds_p50": round(_pct(secs, 50), 3), "seconds_p95": round(_pct(secs, 95), 3),
             "first_token_p50": round(_pct(firsts, 50), 3),
             "prompt_tokens_mean": round(float(np.mean([r["prompt_tokens"] for r in records])), 1),
-            "cached_tokens_mean": round(float(np.mean([r.get("cached_tokens", 0) for r in records])), 1),
+            "cached_tokens_mean": round(float(np.mean([r["cached_tokens"] for r in records])), 1),
             "questions": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in records],
         }
         if name == "kgmem":
