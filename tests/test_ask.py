@@ -125,6 +125,10 @@ def test_reader_question_parts():
     assert expected_labels("Barrier Device starred which Canadian actress?")["PERSON"] == 1.0
     assert expected_labels("Which English football club won the cup?")["ORG"] == 1.0
     assert expected_labels("In what year was it built?") == {"DATE": 1.0}
+    # works and laws are kinds of their own; "which … movie actor" does not ask for a work
+    assert expected_labels("In what film did Roddy Maude-Roxby play a character?")["WORK_OF_ART"] == 1.0
+    assert expected_labels("The signing of what treaty began it?")["LAW"] == 1.0
+    assert "WORK_OF_ART" not in (expected_labels("Simon & Simon starred which television and movie actor?") or {})
 
 
 def test_second_hop_passages_are_linked_from_a_passage_naming_the_question():

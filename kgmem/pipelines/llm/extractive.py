@@ -64,6 +64,11 @@ _TYPES: list[tuple[re.Pattern[str], dict[str, float]]] = [
     (re.compile(_WHICH + r"(company|organi[sz]ation|band|team|university|school|college|party|group|agency|"
                 r"label|network|league|club|corporation|firm|institution|publisher|airline|station|studio|channel)\b"),
      {"ORG": 1.0, "FAC": 0.6}),
+    (re.compile(_WHICH + r"(film|movie|song|album|book|novel|piece|opera|play|painting|poem|series|show|single)\b"
+                r"(?!\s+(?:actor|actress|director|producer|star|writer|host|singer))"),
+     {"WORK_OF_ART": 1.0, "PRODUCT": 0.6, "EVENT": 0.4, "ORG": 0.4, "PERSON": 0.3}),
+    (re.compile(_WHICH + r"(treaty|act|law|constitution|agreement|bill)\b"),
+     {"LAW": 1.0, "EVENT": 0.6, "WORK_OF_ART": 0.4}),
     (re.compile(_WHICH + r"(language)\b"), {"LANGUAGE": 1.0, "NORP": 0.8}),
     (re.compile(_WHICH + r"(nationality|ethnicity|religion)\b"), {"NORP": 1.0, "GPE": 0.7}),
     (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|" + _WHICH + r"(person|actor|actress|singer|author|writer|director|"
