@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kgmem.pipelines.hops import follow, inner_phrase, merge
+from kgmem.pipelines.hops import Hop, answered_a_step, follow, inner_phrase, merge
 from kgmem.render import answer_text
+from kgmem.retrieval.packer import Packer, asking
 from kgmem.retrieval.types import Hit
 
 AUSTRIA = "Who was in charge of the country where the composer of Aschenbrodel was a citizen?"
@@ -68,6 +69,28 @@ def test_merge_keeps_the_question_s_best_and_adds_each_hop_s_new_passages():
     merged = merge(base, [hop1, hop2], k=8, keep=3, per_hop=2)
     assert [h.chunk_id for h in merged] == [1, 2, 3, 7, 8, 10, 11, 4]
     assert [h.chunk_id for h in merge(base, [], k=4)] == [1, 2, 3, 4]
+
+
+def test_an_answer_that_is_a_hop_s_bridge_answered_a_step_not_the_question():
+    hops = [Hop("the composer of Aschenbrodel", "Which composer is the composer of Aschenbrodel?", "Johann Strauss II",
+                "Who was in charge of the country where Johann Strauss II was a citizen?"),
+            Hop("the country where Johann Strauss II was a citizen", "…", "Austria", "Who was in charge of Austria?")]
+    assert answered_a_step("johann strauss II.", hops) is hops[0]
+    assert answered_a_step("the Austria", hops) is hops[1]
+    assert answered_a_step("Karl Renner", hops) is None and answered_a_step("", hops) is None
+    assert answered_a_step("Austria", []) is None
+
+
+def test_asking_another_question_changes_only_the_packed_prompt_s_last_line():
+    hits = [Hit(doc_id=f"d{i}", chunk_id=i, score=1.0, text=f"Question: passage {i} is not the question.",
+                title=f"Title {i}", source="", start=0, end=40) for i in range(3)]
+    question = "Who was the first president of the association which published the Journal?"
+    ctx = Packer(lambda text: len(text.split()), 1024, 64).pack(question, hits)
+    again = asking(ctx, "Who was the first president of the\nAmerican Psychological Association?")
+    head = ctx.user[: -len(question)]
+    assert again.user == head + "Who was the first president of the American Psychological Association?"
+    assert again.sources == ctx.sources and again.system == ctx.system and ctx.user.endswith(question)
+    assert asking(again, question).user == ctx.user
 
 
 def test_ask_follows_the_hops_to_the_passage_the_question_never_names(memory):

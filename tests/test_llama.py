@@ -42,6 +42,41 @@ def test_llama_answers_in_json_streams_the_answer_and_counts_its_own_tokens(wiki
     assert again.usage["cached_tokens"] > 0  # the same prompt again: read from llama.cpp's cache
 
 
+def test_an_answer_that_is_a_step_of_the_question_is_asked_again_past_it(wiki_memory, small_backend, monkeypatch):
+    """When the model answers with a hop's bridge, kgmem asks again with the question rewritten
+    past it, over the same passages: llama.cpp reads only the new question line."""
+    from kgmem.pipelines.hops import Hop
+    from kgmem.pipelines.query import answer as generate
+
+    prep = wiki_memory.context(APA, llm=SMALL, budget=1024)
+    first = generate(prep, small_backend, APA)
+    if not first.found:
+        pytest.skip("the small model found no answer to take for a step")
+    past = f"Who led {first.short} first?"
+    prep.hops = [Hop("the American Psychological Association", "Which association is it?", first.short, past)]
+    calls: list[tuple[list[dict[str, str]], object]] = []
+    chat = small_backend.chat
+
+    def spy(messages, *args, **kwargs):  # the real model, its calls recorded
+        result = chat(messages, *args, **kwargs)
+        calls.append((messages, result))
+        return result
+
+    monkeypatch.setattr(small_backend, "chat", spy)
+    streamed: list[str] = []
+    ans = generate(prep, small_backend, APA, on_token=streamed.append)
+    assert len(calls) == 2
+    (asked, one), (again, two) = calls
+    assert asked[1]["content"].endswith(f"Question: {APA}") and again[1]["content"].endswith(f"Question: {past}")
+    assert asked[1]["content"][: -len(APA)] == again[1]["content"][: -len(past)]
+    assert two.cached_tokens >= one.prompt_tokens - 30  # all but the question line, from the cache
+    if ans.short != first.short:  # the second answer was taken: said, streamed, counted
+        assert ans.notices[-1].endswith(past) and "".join(streamed).endswith(f" → {ans.short}")
+        assert ans.usage["prompt_tokens"] == one.prompt_tokens + two.prompt_tokens
+    else:  # "not in memory", or the step again: the first answer stands
+        assert ans.short == first.short and "".join(streamed).strip(" .") == first.short
+
+
 def test_head_keeps_the_start_of_a_text_that_fits_in_n_tokens(small_backend, wiki_records):
     """What the summary benchmark's truncate reference gives the model: the text's start, cut by its tokens."""
     text = " ".join(r["text"] for r in wiki_records[:20])

@@ -14,6 +14,7 @@ the question: no model call, a fraction of a second a hop.
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +104,19 @@ def follow(question: str, parse: Callable[[str], Any], read: Callable[[str], str
         current = " ".join(p for p in (doc[:start].text, bridge, doc[end:].text) if p)
         hops.append(Hop(phrase, asked, bridge, current))
     return hops
+
+
+def _key(text: str) -> str:
+    return re.sub(r"^(?:the|a|an) ", "", " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split()))
+
+
+def answered_a_step(answer: str, hops: list[Hop]) -> Hop | None:
+    """The hop whose bridge `answer` is, or None. A hop's bridge answers a phrase inside the
+    question ("the association which published Journal of Psychotherapy Integration" →
+    "American Psychological Association"), not the question: a model that answers with it
+    stopped a step short (README, "Hops")."""
+    key = _key(answer)
+    return next((h for h in hops if key and _key(h.bridge) == key), None)
 
 
 def merge(base: list[Hit], found: list[list[Hit]], k: int, keep: int = KEEP, per_hop: int = PER_HOP) -> list[Hit]:

@@ -10,12 +10,12 @@ from typing import Any
 
 from ..graph.knowledge import Fact, KnowledgeGraph
 from ..retrieval.graph import LinkedEntity
-from ..retrieval.packer import ContextReport, PackedContext, Packer
+from ..retrieval.packer import ContextReport, PackedContext, Packer, asking
 from ..retrieval.search import Searcher
 from ..retrieval.types import Hit
 from ..memory.chunker import sentence_spans
 from ..memory.passages import stopwords
-from .hops import Hop, follow, merge
+from .hops import Hop, answered_a_step, follow, merge
 from .llm import Backend, Reply
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -245,16 +245,36 @@ def _read(searcher: Searcher, graph: KnowledgeGraph, reader: Backend, asked: str
     return reply.answer if reply.found else None
 
 
+def _generate(backend: Backend, question: str, context: PackedContext, answer_tokens: int,
+              on_token: OnToken | None, cancel: threading.Event | None) -> Reply:
+    if cancel is None:  # (backends written before `cancel` existed still work)
+        return backend.answer(question, context, answer_tokens, on_token)
+    return backend.answer(question, context, answer_tokens, on_token, cancel=cancel)
+
+
 def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: int = 256,
            on_token: OnToken | None = None, cancel: threading.Event | None = None) -> Answer:
     """Generate from a prepared context: a short answer, cited to its supporting sentence.
     `cancel`, once set, stops the model at its next token (`Cancelled` is raised)."""
     context, timings = prep.context, prep.timings
+    notices = list(prep.notices)
     t0 = time.perf_counter()
-    if cancel is None:  # (backends written before `cancel` existed still work)
-        reply = backend.answer(question, context, answer_tokens, on_token)
-    else:
-        reply = backend.answer(question, context, answer_tokens, on_token, cancel=cancel)
+    reply = _generate(backend, question, context, answer_tokens, on_token, cancel)
+    step = answered_a_step(reply.answer, prep.hops) if reply.found and getattr(backend, "follows_hops", False) else None
+    if step is not None:
+        # The model answered one of the question's steps ("American Psychological Association"
+        # for its first president): ask again past it, over the same passages, so only the
+        # question line is new to the prompt cache (README, "Hops").
+        again = _generate(backend, step.question, asking(context, step.question), answer_tokens, None, cancel)
+        if again.found and answered_a_step(again.answer, [step]) is None:
+            notices.append(f'"{reply.answer}" answers a step of the question; asked past it: {step.question}')
+            if on_token:
+                on_token(f" → {again.answer}")
+            again.prompt_tokens += reply.prompt_tokens
+            again.cached_tokens += reply.cached_tokens
+            again.completion_tokens += reply.completion_tokens
+            again.first_token = reply.first_token
+            reply = again
     timings["generate"] = time.perf_counter() - t0
     citations = cite(reply, context, question)
     text = reply.answer + (" " + "".join(f"[{c.n}]" for c in citations) if citations else "")
@@ -278,6 +298,6 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
         found=reply.found,
         support=" ".join(c.quote for c in citations),
         usage=usage,
-        notices=list(prep.notices),
+        notices=notices,
         hops=list(prep.hops),
     )

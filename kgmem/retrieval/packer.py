@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import KgmemError
 from .types import Hit
+
+QUESTION = "Question: "  # the packed prompt's last line starts so
 
 INSTRUCTIONS = (
     "You answer questions from a memory of documents. Use only the numbered passages and facts "
@@ -87,9 +89,20 @@ class PackedContext:
     entity_mass: dict[int, float] = field(default_factory=dict)
     # the question with its hops replaced by the reader's answers, one a hop (pipelines/hops.py)
     rewritten: list[str] = field(default_factory=list)
+    question: str = ""  # as its last line asks it
 
     def source(self, n: int) -> Source | None:
         return next((s for s in self.sources if s.n == n), None)
+
+
+def asking(context: PackedContext, question: str) -> PackedContext:
+    """The same packed context asking `question` instead: only the last line, "Question: …",
+    changes, so a model's prompt cache still holds everything before it."""
+    block = f"{QUESTION}{context.question}"
+    if not context.question or not context.user.endswith(block):
+        raise ValueError("the packed context does not end with its question")
+    return replace(context, user=f"{context.user[: -len(block)]}{QUESTION}{_one_line(question)}",
+                   question=_one_line(question))
 
 
 def _one_line(text: str) -> str:
@@ -123,7 +136,7 @@ class Packer:
         self.instructions = instructions or INSTRUCTIONS
 
     def pack(self, question: str, hits: Sequence[Hit], facts: Sequence[Any] = ()) -> PackedContext:
-        question_block = f"Question: {question.strip()}"
+        question_block = f"{QUESTION}{question.strip()}"
         fixed = self.count(self.render(self.instructions, question_block))
         room = self.window - self.answer_tokens - fixed
         if room < 0:
@@ -214,7 +227,8 @@ class Packer:
         )
         if not fact_lines:
             report.sections["passages"] = total - fixed
-        return PackedContext(system, user, sources, kept_facts, report, prompt_tokens=total, fact_lines=fact_lines)
+        return PackedContext(system, user, sources, kept_facts, report, prompt_tokens=total, fact_lines=fact_lines,
+                             question=question_block[len(QUESTION):])
 
     def _passage_block(self, n: int, hit: Hit) -> str:
         head = f"[{n}] {hit.title}" + (f" ({hit.source})" if hit.source and hit.source != hit.title else "")

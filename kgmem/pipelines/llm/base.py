@@ -229,6 +229,7 @@ class ChatBackend:
     context_window = 2048
     instructions = ANSWER_INSTRUCTIONS
     schema: dict[str, Any] | None = ANSWER_SCHEMA
+    follows_hops = True  # an answer that is a hop's bridge is asked again past it (pipelines/query.py)
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int, schema: dict[str, Any] | None = None,
              on_delta: OnToken | None = None, no_repeat: bool = False) -> ChatResult:
