@@ -228,7 +228,7 @@ class Packer:
         if not fact_lines:
             report.sections["passages"] = total - fixed
         return PackedContext(system, user, sources, kept_facts, report, prompt_tokens=total, fact_lines=fact_lines,
-                             question=question_block[len(QUESTION):])
+                             question=question.strip())
 
     def _passage_block(self, n: int, hit: Hit) -> str:
         head = f"[{n}] {hit.title}" + (f" ({hit.source})" if hit.source and hit.source != hit.title else "")
