@@ -131,6 +131,31 @@ def test_reader_question_parts():
     assert "WORK_OF_ART" not in (expected_labels("Simon & Simon starred which television and movie actor?") or {})
 
 
+def test_asked_kind_is_the_noun_after_what_or_which():
+    from kgmem.pipelines.llm.extractive import asked_kind
+
+    assert "county" in asked_kind("What county shares a border with the county in which Johnnycake is located?")
+    assert asked_kind("What is the name of the waterfall in the country?") == {"waterfall"}
+    assert asked_kind("Which mountain range is in Colorado?") == {"mountain", "range"}
+    assert "actress" in asked_kind("Barrier Device starred which Canadian actress?")  # names are not kinds
+    assert "airport" in asked_kind("Which airports serve it?")  # singular
+    assert asked_kind("Who is the spouse of Tim Burton?") == set()
+    assert asked_kind("In which country is Midway?") == set()  # no country's name holds "country"
+
+
+def test_reader_prefers_a_name_that_holds_the_kind_asked_for(memory):
+    memory.ingest([
+        {"id": "j", "title": "Johnnycake, West Virginia",
+         "text": "Johnnycake is an unincorporated community in Lincoln County, West Virginia, United States, "
+                 "along the Mud River."},
+        {"id": "m", "title": "Mud River",
+         "text": "The Mud River is a tributary of the Guyandotte River in West Virginia, United States."},
+    ])
+    ans = memory.ask("What county is Johnnycake located in?", llm="extractive")
+    # with KIND = 1 the reader answered "Mud River" (then "West Virginia", "United States")
+    assert ans.short == "Lincoln County" and ans.citations
+
+
 def test_second_hop_passages_are_linked_from_a_passage_naming_the_question():
     from kgmem.pipelines.llm.extractive import second_hop
     from kgmem.retrieval.packer import Source

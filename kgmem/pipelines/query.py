@@ -241,7 +241,7 @@ HOP_WINDOW = 2048
 def _read(searcher: Searcher, graph: KnowledgeGraph, reader: Backend, asked: str, k: int, mode: str) -> str | None:
     """The no-LLM reader's answer to one hop's phrase, or None."""
     prep = prepare(searcher, graph, reader, asked, k=k, mode=mode, window=HOP_WINDOW)
-    reply = reader.read(asked, prep.context)
+    reply = reader.read(asked, prep.context, kinds=False)
     return reply.answer if reply.found else None
 
 
