@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kgmem.pipelines.hops import Hop, answered_a_step, follow, inner_phrase, merge
+from kgmem.pipelines.hops import Hop, answered_a_step, echoes, follow, inner_phrase, merge
 from kgmem.render import answer_text
 from kgmem.retrieval.packer import Packer, asking
 from kgmem.retrieval.types import Hit
@@ -79,6 +79,14 @@ def test_an_answer_that_is_a_hop_s_bridge_answered_a_step_not_the_question():
     assert answered_a_step("the Austria", hops) is hops[1]
     assert answered_a_step("Karl Renner", hops) is None and answered_a_step("", hops) is None
     assert answered_a_step("Austria", []) is None
+
+
+def test_an_answer_the_question_already_names_echoes_it_unless_the_question_offers_a_choice():
+    question = "Who is the child of the person who ruled the country where Liang Ji is during the war?"
+    assert echoes("Liang Ji", question) and echoes("the  liang ji.", question)
+    assert not echoes("Deng Pufang", question) and not echoes("", question)
+    assert not echoes("Sid Haig", "Who is the oldest, Sid Haig or Vic Darchinyan?")
+    assert not echoes("Iain Banks", "Between Iain Banks and Irwin Shaw, which writer has had a more diverse career?")
 
 
 def test_asking_another_question_changes_only_the_packed_prompt_s_last_line():

@@ -119,6 +119,19 @@ def answered_a_step(answer: str, hops: list[Hop]) -> Hop | None:
     return next((h for h in hops if key and _key(h.bridge) == key), None)
 
 
+_CHOICE = re.compile(r"\b(?:or|between|both|either)\b", re.IGNORECASE)
+_PLAIN = {"the", "a", "an", "of", "in", "and"}
+
+
+def echoes(answer: str, question: str) -> bool:
+    """Whether every word of `answer` is already in a question that offers no choice ("or",
+    "between", "both"): "Liang Ji" for "Who is the child of the person who ruled the
+    country where Liang Ji is …?" names what the question starts from, not its answer."""
+    words = {w for w in re.findall(r"\w+", answer.lower()) if w not in _PLAIN}
+    asked = {w for w in re.findall(r"\w+", question.lower()) if w not in _PLAIN}
+    return bool(words) and words <= asked and not _CHOICE.search(question)
+
+
 def merge(base: list[Hit], found: list[list[Hit]], k: int, keep: int = KEEP, per_hop: int = PER_HOP) -> list[Hit]:
     """The whole question's first `keep` passages, then up to `per_hop` new ones from each
     hop's ranking (in hop order), then the rest of the whole question's; `k` in all."""

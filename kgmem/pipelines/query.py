@@ -15,7 +15,7 @@ from ..retrieval.search import Searcher
 from ..retrieval.types import Hit
 from ..memory.chunker import sentence_spans
 from ..memory.passages import stopwords
-from .hops import Hop, answered_a_step, follow, merge
+from .hops import Hop, answered_a_step, echoes, follow, merge
 from .llm import Backend, Reply
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -260,14 +260,19 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
     notices = list(prep.notices)
     t0 = time.perf_counter()
     reply = _generate(backend, question, context, answer_tokens, on_token, cancel)
-    step = answered_a_step(reply.answer, prep.hops) if reply.found and getattr(backend, "follows_hops", False) else None
+    step, why = None, ""
+    if reply.found and prep.hops and getattr(backend, "follows_hops", False):
+        step, why = answered_a_step(reply.answer, prep.hops), "answers a step of the question"
+        if step is None and echoes(reply.answer, question):
+            step, why = prep.hops[-1], "is named in the question"
     if step is not None:
         # The model answered one of the question's steps ("American Psychological Association"
-        # for its first president): ask again past it, over the same passages, so only the
-        # question line is new to the prompt cache (README, "Hops").
+        # for its first president), or with a name the question starts from: ask again past
+        # the step, over the same passages, so only the question line is new to the prompt
+        # cache (README, "Hops").
         again = _generate(backend, step.question, asking(context, step.question), answer_tokens, None, cancel)
-        if again.found and answered_a_step(again.answer, [step]) is None:
-            notices.append(f'"{reply.answer}" answers a step of the question; asked past it: {step.question}')
+        if again.found and answered_a_step(again.answer, [step]) is None and not echoes(again.answer, question):
+            notices.append(f'"{reply.answer}" {why}; asked past it: {step.question}')
             if on_token:
                 on_token(f" → {again.answer}")
             again.prompt_tokens += reply.prompt_tokens
