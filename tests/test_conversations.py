@@ -103,7 +103,7 @@ def test_bad_messages_are_one_clear_error(memory: Memory):
 
 
 def test_ask_from_what_was_said_cites_turns_and_dates_relative_answers(memory: Memory):
-    """With the local model (the no-LLM reader declines on dialogue): Qwen2.5-1.5B."""
+    """With the local model: Qwen2.5-1.5B."""
     from kgmem.conversations.turns import absolute
     from kgmem.pipelines.llm import models
 
@@ -124,3 +124,15 @@ def test_ask_from_what_was_said_cites_turns_and_dates_relative_answers(memory: M
     unknown = memory.ask("What is Caroline's favourite programming language?", conversation="empty-chat",
                          llm="llama")
     assert not unknown.found and unknown.citations == []
+
+
+def test_the_no_llm_reader_answers_from_what_was_said(memory: Memory):
+    """The reader's candidates are what spaCy found in the recalled turns (it had none and
+    declined every question on dialogue)."""
+    memory.remember(SESSION_1, conversation="c1", user="caroline", at=MAY_8)
+    memory.remember(SESSION_2, conversation="c1", user="caroline", at="2:00 pm on 9 June, 2023")
+    ans = memory.ask("Where did Caroline move to for a new job?", conversation="c1", llm="extractive")
+    assert ans.found and ans.short == "Denver" and ans.citations
+    turns = memory.conversations.memory()
+    quote = ans.citations[0]
+    assert turns.get(quote.doc_id).text[quote.start:quote.end] == quote.quote and "Denver" in quote.quote

@@ -190,6 +190,9 @@ class Conversations:
                         render=backend.render, fact_share=0.0, instructions=getattr(backend, "instructions", None))
         hits = [t.hit() for t in turns]
         context = packer.pack(question, hits)
+        mem = self.memory(create=False) if getattr(backend, "needs_graph", False) else None
+        if mem is not None:  # the no-LLM reader's candidates: what spaCy found in the turns
+            context.mentions = mem.graph.mentions_in(context.report.included)
         prep = Prepared(hits, [], context,
                         {"retrieve": retrieved, "pack": time.perf_counter() - t0 - retrieved}, [], question)
         if not turns:  # nothing was said about it: say so, never let the model guess
