@@ -125,7 +125,7 @@ _PLAIN = {"the", "a", "an", "of", "in", "and"}
 
 def echoes(answer: str, question: str) -> bool:
     """Whether every word of `answer` is already in a question that offers no choice ("or",
-    "between", "both"): "Liang Ji" for "Who is the child of the person who ruled the
+    "between", "both", "either"): "Liang Ji" for "Who is the child of the person who ruled the
     country where Liang Ji is …?" names what the question starts from, not its answer."""
     words = {w for w in re.findall(r"\w+", answer.lower()) if w not in _PLAIN}
     asked = {w for w in re.findall(r"\w+", question.lower()) if w not in _PLAIN}

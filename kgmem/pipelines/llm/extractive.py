@@ -93,6 +93,9 @@ _KIND_SKIP = {"is", "was", "are", "were", "the", "a", "an", "name", "names", "of
 # this much better, in the answer (not in the hops' bridges). MuSiQue 14.8 -> 16.9,
 # HotpotQA 30.2 -> 32.2; 15.4 / 31.2 at 1.5, 15.7 / 31.5 at 3 (README, "The no-LLM reader").
 KIND = 2.0
+# Kinds whose members' names do not hold the word: "Today's Country" (a radio format) is
+# no country, "Ohio State University" no state.
+_UNNAMED_KINDS = {"country", "nation", "state"}
 
 
 def asked_kind(question: str) -> set[str]:
@@ -100,7 +103,7 @@ def asked_kind(question: str) -> set[str]:
     border with …" → {"county", "share"}, "What is the name of the waterfall …" →
     {"waterfall"}, "Which mountain range …" → {"mountain", "range"}: up to two words among
     the first six after "what / which", past capitalised words (names) and "is the name
-    of"-like words. Singular forms."""
+    of"-like words. Singular forms; kinds no name holds ("country") are left out."""
     m = re.search(r"\b(?:what|which)\b((?:\s+[\w'-]+){1,6})", question, re.I)
     out: list[str] = []
     for w in (m.group(1).split() if m else []):
@@ -112,11 +115,6 @@ def asked_kind(question: str) -> set[str]:
         if len(out) == 2:
             break
     return {_singular(w) for w in out if w not in _STOP} - _UNNAMED_KINDS
-
-
-# Kinds whose members' names do not hold the word: "Today's Country" (a radio format) is
-# no country, "Ohio State University" no state.
-_UNNAMED_KINDS = {"country", "nation", "state"}
 
 
 def _singular(word: str) -> str:
