@@ -12,6 +12,11 @@ hours here) and reports its peak RSS. The same-run references:
 - `--reference TREE`: each case run again with the kgmem of another checkout (say, the
   commit before a change), labelled `CASE@reference`.
 
+`--into STORE` adds the case `jsonl-1gb-into`: the same JSONL ingested into an existing
+store (say, `scale_store.py`'s million chunks, about what the whole 1 GB JSONL makes), so
+the writer's memory at the end of a whole ingest is measured without its 11 hours. The
+store is written to: use a copy you can lose. Its `chunks` count is the store's total.
+
 Each batch's sample is (seconds, words, chunks, peak RSS MB, current RSS MB); `growth`
 fits current RSS against chunks after the first third of the run (KB a chunk).
 
@@ -56,7 +61,8 @@ def progress(p):
 
 def growth(samples):
     import numpy as np
-    late = samples[len(samples) // 3:]
+    late = [s for s in samples if s[2] > 0]  # (not the progress lines before the first batch)
+    late = late[len(late) // 3:]
     if len(late) < 3 or late[-1][2] == late[0][2]:
         return None
     chunks, rss = np.array([s[2] for s in late], float), np.array([s[4] for s in late], float)
@@ -73,14 +79,16 @@ import os, threading
 threading.Timer(spec["seconds"] * 1.5, watchdog).start()
 stopped = False
 with Memory(spec["store"], config) as mem:
+    opened = rss_now()  # what opening the store holds, before the first batch
     try:
         report = mem.ingest_paths([spec["input"]], options=options, on_progress=progress)
     except StopIngest:
         stopped = True
-    stats = mem.stats()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    stats = mem.passages.sql.counts()  # (not mem.stats(): it may read the vector index to count it)
 print(json.dumps({
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-    "seconds": round(time.perf_counter() - t0, 1), "stopped_early": stopped,
+    "peak_rss_mb": peak,
+    "seconds": round(time.perf_counter() - t0, 1), "stopped_early": stopped, "rss_open_mb": opened,
     "documents": stats["documents"], "chunks": stats["chunks"], "words": stats["words"],
     "rss_by_batch": samples[:: max(1, len(samples) // 12)], "growth_kb_per_chunk": growth(samples),
 }), flush=True)
@@ -136,6 +144,7 @@ def main() -> int:
     ap.add_argument("--cases", help="Comma-separated subset of: baseline, 8mib, 8mib-unbounded, text-100mb, "
                                     "jsonl-1gb, jsonl-1gb-glibc.")
     ap.add_argument("--reference", type=Path, help="A checkout whose kgmem runs each case again, as the reference.")
+    ap.add_argument("--into", type=Path, help="An existing store (written to) for the case jsonl-1gb-into.")
     args = ap.parse_args()
     docs = passages()
     work = Path(tempfile.mkdtemp(prefix="kgmem-mem-"))
@@ -163,6 +172,8 @@ def main() -> int:
         # the same, glibc's own mmap threshold (before malloc_mmap_mb): the same-run reference
         "jsonl-1gb-glibc": ("big-1gb.jsonl", {"config": {"malloc_mmap_mb": 0}}),
     }
+    if args.into:
+        cases["jsonl-1gb-into"] = ("big-1gb.jsonl", {"store": str(args.into.resolve())})
     if args.cases:
         cases = {k: v for k, v in cases.items() if k in set(args.cases.split(",")) | {"baseline"}}
     results = {}

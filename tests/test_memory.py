@@ -286,6 +286,31 @@ def test_a_long_ingest_keeps_its_vectors_in_the_log_not_in_memory(tmp_path, embe
         assert mem.check() == [] and mem.stats()["vectors"] == mem.stats()["chunks"]
 
 
+def test_a_writer_appending_to_a_store_never_reads_its_index_file(tmp_path, embedder, wiki_records, monkeypatch):
+    """Opening a store leaves vectors.faiss on disk until something reads the vectors: a
+    writer that only appends (an ingest into a store of a million chunks) never holds the
+    ones already there; the first search reads the file and replays the log."""
+    import faiss
+
+    store = tmp_path / "s"
+    with Memory(store, embedder=embedder) as mem:
+        mem.ingest(wiki_records[:12])  # folded: these vectors are in vectors.faiss
+    reads: list[str] = []
+    real = faiss.read_index
+    monkeypatch.setattr(faiss, "read_index", lambda path, *flags: reads.append(path) or real(path, *flags))
+    with Memory(store, config=Config(write_memory_mb=0), embedder=embedder) as mem:
+        mem.ingest(wiki_records[12:20])
+        mem.delete(wiki_records[0]["id"])
+        stats = mem.stats()  # counted from the writers' states
+        assert reads == [] and stats["vectors"] == stats["chunks"] and stats["vector_index"] == "flat"
+        hit = mem.search(wiki_records[15]["text"][:300], k=1, mode="dense")[0]
+        assert hit.doc_id == wiki_records[15]["id"] and len(reads) == 1
+        assert mem.check() == [] and len(mem.passages.vectors) == mem.stats()["chunks"]
+        assert mem.search(wiki_records[3]["text"][:300], k=1, mode="dense")[0].doc_id == wiki_records[3]["id"]
+    with Memory(store, embedder=embedder) as mem:  # and the next process sees all of it
+        assert mem.check() == [] and mem.stats()["vectors"] == mem.stats()["chunks"]
+
+
 def test_a_torn_vector_log_is_one_line_and_repair_rebuilds_it(tmp_path, embedder, wiki_records):
     from kgmem.errors import CorruptStoreError
 

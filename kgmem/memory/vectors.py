@@ -13,6 +13,10 @@ long ingest) holds none of them in memory, and a checkpoint costs one fsync, not
 rewrite of the index. The log is replayed into the in-memory index when this process
 reads (search, ids, vectors), and folded into the index file at the end of a write
 while the whole fits `fold_bytes` (above it, once asked: `save(fold=True)`).
+
+The index file itself is read at the first search, not at open, when it is the file the
+state names: a writer appending to a store of a million chunks never holds its 1.5 GB
+of vectors (README, "Memory").
 """
 from __future__ import annotations
 
@@ -33,6 +37,11 @@ from .vectorlog import HEADER, LogDamaged, LogMoved, VectorLog
 INDEX_NAME = "vectors.faiss"
 STATE_NAME = "vectors.json"
 LOAD_TRIES = 5  # reads of a state and index pair that a writer keeps replacing
+
+
+def _count_of(state: dict) -> int | None:
+    count = state.get("count")
+    return int(count) if isinstance(count, int) else None
 
 
 def _file_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -113,6 +122,8 @@ class VectorIndex:
         self.trained_on = 0  # vectors in the store when the IVF cells were trained
         self._loaded_state: tuple[int, int, int] | None = None
         self._relaid = False  # a relayout not yet written
+        self._kind_on_disk = "flat"  # the layout of an index file not yet read
+        self._count: int | None = 0  # vectors in the index with the committed log applied (None: unknown)
         self._index_stamp: tuple[int, int, int] | None = None  # the index file read
         # The log: its epoch, the bytes the state commits (or this writer appended),
         # and the bytes already replayed into the in-memory index.
@@ -120,20 +131,25 @@ class VectorIndex:
         # Set when the vector files cannot be read: searches and writes then raise a
         # CorruptStoreError naming the file; `reset` + a re-embed (kgmem check --repair) mend it.
         self.damaged: str | None = None
-        self._index = self._empty()
+        self._index: faiss.Index | None = self._empty()  # None: on disk, read at first use (`_ensure`)
         self.generation = 0
         if self.path.exists() or self.state_path.exists():
-            self._load_or_mark()
+            self._load_or_mark(lazy=True)
 
     @property
     def index(self) -> faiss.Index:
         """The FAISS index with every logged change applied."""
         with self._lock:
+            self._ensure()
             self._catch_up()
+            assert self._index is not None
+            self._count = int(self._index.ntotal)  # known now, for the states this process writes
             return self._index
 
     @property
     def kind(self) -> str:
+        if self._index is None:
+            return self._kind_on_disk
         return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
 
     def _state_stamp(self) -> tuple[int, int, int] | None:
@@ -186,6 +202,7 @@ class VectorIndex:
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = self.settings.nprobe
         self._index, self.generation, self.trained_on = index, generation, trained_on
+        self._count = _count_of(state)
         self._index_stamp, self._loaded_state = before, stamp
         self._epoch, self._target, self._replayed = epoch, committed, 0
 
@@ -235,22 +252,60 @@ class VectorIndex:
     def _damage(path: Path, what: str) -> str:
         return f"{path} is damaged ({what}); run `kgmem check --repair` to rebuild it from the stored text"
 
-    def _load_or_mark(self) -> None:
+    def _peek(self) -> bool:
+        """Take the state alone and leave the index on disk until it is needed (True), when
+        the index file is the one the state names and the log the one it commits; else
+        False, and the whole is read now (which also reports a damaged file)."""
+        try:
+            stamp, state, found = self._state_stamp(), self._read_state(), _file_stamp(self.path)
+            epoch, committed = self._log_of(state)
+            named = state.get("index")
+            if (not named or list(named) != list(found or ()) or stamp != self._state_stamp()
+                    or not self._log_matches(epoch, committed)):
+                return False
+        except CorruptStoreError:
+            return False
+        self._index, self._kind_on_disk, self.damaged = None, str(state.get("kind", "flat")), None
+        self.generation, self.trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
+        self._index_stamp, self._loaded_state, self._count = found, stamp, _count_of(state)
+        self._epoch, self._target, self._replayed = epoch, committed, 0
+        return True
+
+    def _ensure(self) -> None:
+        """Read the index file a lazy open left on disk (the first search, ids, or fold)."""
+        if self._index is not None:
+            return
+        # This writer's records past the commit, and its count with them, stay its own.
+        target, count = (self._target, self._count) if self.dirty else (0, None)
+        self._load_or_mark()
+        if not self.damaged:
+            self._target = max(self._target, target)
+            self._count = count if count is not None else self._count
+
+    def _load_or_mark(self, lazy: bool = False) -> None:
         if not self.path.exists():
             self.damaged = self._damage(self.path, "missing beside its state file")
             self.generation = -1
+            if self._index is None:
+                self._index = self._empty()
+            return
+        if lazy and self._peek():
             return
         try:
             self._load()
             self.damaged = None
         except CorruptStoreError as exc:
             self.damaged = str(exc)
-            self._index, self.generation = self._empty(), -1
+            self._index, self.generation, self._count = self._empty(), -1, None
             self._loaded_state = self._state_stamp()
             self._target = self._replayed = 0
 
-    def require(self) -> None:
-        """Raise the one-line damage report, if a file could not be read."""
+    def require(self, read: bool = True) -> None:
+        """Raise the one-line damage report, if a file could not be read (`read`: the index
+        file too, if a lazy open left it unread; a writer that only appends does not)."""
+        if read:
+            with self._lock:
+                self._ensure()
         if self.damaged:
             raise CorruptStoreError(self.damaged)
 
@@ -259,6 +314,7 @@ class VectorIndex:
         with self._lock:
             self.log.close()
             self._index, self.damaged, self.trained_on, self.generation = self._empty(), None, 0, -1
+            self._count = 0
             self._epoch, self._target, self._replayed = self._epoch + 1, 0, 0
             self.dirty = True
 
@@ -280,15 +336,17 @@ class VectorIndex:
             if (not self.damaged and same_index and epoch == self._epoch and committed >= self._target
                     and stamp == self._state_stamp() and _file_stamp(self.path) == self._index_stamp):
                 self.generation = int(state.get("generation", -1))
-                self._target, self._loaded_state = committed, stamp
+                self._target, self._loaded_state, self._count = committed, stamp, _count_of(state)
             else:
-                self._load_or_mark()
+                self._load_or_mark(lazy=True)
         return True
 
     def _empty(self) -> faiss.Index:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
 
     def __len__(self) -> int:
+        if self._index is None and self._count is not None:
+            return self._count  # counted by the writers' states: no need to read the file
         return int(self.index.ntotal)
 
     def ids(self) -> np.ndarray:
@@ -314,7 +372,7 @@ class VectorIndex:
             return
         if not self.dirty:
             self.maybe_reload()  # another writer may have saved since we read the state
-            self.require()
+            self.require(read=False)
         if self._target <= HEADER.size:
             self.log.start(self._epoch)
             self._target = self._replayed = HEADER.size
@@ -322,9 +380,11 @@ class VectorIndex:
 
     def _append(self, ids: np.ndarray, vectors: np.ndarray | None) -> None:
         with self._lock:
-            self.require()
+            self.require(read=False)
             self._appending()
             self._target = self.log.append(ids, vectors)
+            if self._count is not None:
+                self._count += len(ids) if vectors is not None else -len(ids)
             self.dirty = True
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
@@ -429,9 +489,11 @@ class VectorIndex:
                 self._fold()
             else:
                 if not self.path.exists():  # a new store: its (empty) index file, the log beside it
+                    self._ensure()
                     self._write_index()
                 committed = self.log.sync()
-                self._write_state({"log": {"epoch": self._epoch, "bytes": committed}})
+                self._write_state({"log": {"epoch": self._epoch, "bytes": committed},
+                                   **({"count": self._count} if self._count is not None else {})})
                 # Closed at each commit: the next append starts from what the state then
                 # commits, which another writer may have extended in between.
                 self.log.close()
@@ -444,6 +506,7 @@ class VectorIndex:
             return 0
 
     def _fold(self) -> None:
+        self._ensure()
         self._catch_up()
         layout = self.wanted_layout()
         if layout is not None:
@@ -451,7 +514,8 @@ class VectorIndex:
         self.log.close()
         self._write_index()
         self._epoch, self._target, self._replayed = self._epoch + 1, 0, 0
-        self._write_state({"count": int(self._index.ntotal), "log": {"epoch": self._epoch, "bytes": 0}})
+        self._count = int(self._index.ntotal)
+        self._write_state({"count": self._count, "log": {"epoch": self._epoch, "bytes": 0}})
         self.log.path.unlink(missing_ok=True)  # after the state: it no longer names the old log
 
     def _write_index(self) -> None:
