@@ -126,6 +126,20 @@ def test_ask_from_what_was_said_cites_turns_and_dates_relative_answers(memory: M
     assert not unknown.found and unknown.citations == []
 
 
+def test_the_no_llm_reader_answers_when_with_the_time_a_turn_means(memory: Memory):
+    """A "when" question is answered with the time the turn states, resolved ("yesterday" said
+    on 8 May: 7 May 2023), or, when it states none, the day it was said (the reader had only
+    the words spaCy tagged and answered "Tues" or "concert")."""
+    memory.remember(SESSION_1, conversation="c1", user="caroline", at=MAY_8)
+    memory.remember(SESSION_2, conversation="c1", user="caroline", at="2:00 pm on 9 June, 2023")
+    went = memory.ask("When did Caroline go to the LGBTQ support group?", conversation="c1", llm="extractive")
+    assert went.found and went.short == "7 May 2023" and went.citations[0].doc_id == "c1/c1:1"
+    painted = memory.ask("When did Melanie paint a sunrise?", conversation="c1", llm="extractive")
+    assert painted.short == "5 May 2023"
+    asked = memory.ask("When did Melanie ask about the new job at the clinic?", conversation="c1", llm="extractive")
+    assert asked.short == "9 June 2023"
+
+
 def test_the_no_llm_reader_answers_from_what_was_said(memory: Memory):
     """The reader's candidates are what spaCy found in the recalled turns (it had none and
     declined every question on dialogue)."""

@@ -33,7 +33,7 @@ from ..pipelines.llm.base import NOT_FOUND
 from ..pipelines.query import Answer, Prepared, answer
 from ..retrieval.packer import Packer
 from .people import DatedFact, asked_about, changed, owned, supersede
-from .turns import Recalled, absolute, normalised, owner, span, turn_documents, when
+from .turns import Recalled, absolute, dated, normalised, owner, span, turn_documents, when
 
 if TYPE_CHECKING:
     from ..api import Memory
@@ -191,8 +191,9 @@ class Conversations:
         hits = [t.hit() for t in turns]
         context = packer.pack(question, hits)
         mem = self.memory(create=False) if getattr(backend, "needs_graph", False) else None
-        if mem is not None:  # the no-LLM reader's candidates: what spaCy found in the turns
+        if mem is not None:  # the no-LLM reader's candidates: what spaCy found in the turns,
             context.mentions = mem.graph.mentions_in(context.report.included)
+            context.dated = {t.chunk_id: dated(t) for t in turns}  # and when each was said
         prep = Prepared(hits, [], context,
                         {"retrieve": retrieved, "pack": time.perf_counter() - t0 - retrieved}, [], question)
         if not turns:  # nothing was said about it: say so, never let the model guess

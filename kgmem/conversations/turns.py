@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..memory.store import Document
-from ..pipelines.dates import resolve_dates
+from ..pipelines.dates import human, resolve_dates
 from ..pipelines.query import Answer
 from ..retrieval.types import Hit
 
@@ -81,6 +81,20 @@ def absolute(ans: Answer, turns: list[Recalled]) -> Answer:
                 return ans
     return ans
 
+
+
+def dated(turn: Recalled) -> list[tuple[int, int, str]]:
+    """The times a turn holds that its words do not spell out, for the no-LLM reader: each
+    relative time where it stands, as what it means ("yesterday" → "7 May 2023"), or, when
+    it states none, the day it was said (start -1: the turn as a whole)."""
+    out = []
+    for d in turn.dates:
+        i = turn.said.lower().find(d["text"].lower())
+        if i >= 0:
+            out.append((i, i + len(d["text"]), d["value"]))
+    if turn.at and not out:
+        out.append((-1, -1, human(datetime.fromisoformat(turn.at).date())))
+    return out
 
 
 def when(spoken_at: str, dates: list[dict[str, Any]]) -> str:

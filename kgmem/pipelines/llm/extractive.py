@@ -308,8 +308,16 @@ class ExtractiveBackend:
                     found.append((start, end, m[2], m[3]))
             if want and NUMBER in want:
                 found += [(m.start(), m.end(), NUMBER, None) for m in _NUMERIC.finditer(src.text)]
-            for start, end, label, entity in found:
-                text = src.text[start:end].strip(" ,.;:'\"()")
+            said: dict[int, str] = {}  # a time the text does not spell out, by where it stands
+            times = context.dated.get(src.chunk_id, []) if want and "DATE" in want and spans else []
+            if times:
+                best = max(spans, key=lambda se: sim_of.get((src.n, *se), lo))  # "said on …": its likeliest sentence
+                for start, end, day in times:
+                    start, end = (start, end) if start >= 0 else best
+                    said[len(found)] = day
+                    found.append((start, end, "DATE", None))
+            for i, (start, end, label, entity) in enumerate(found):
+                text = said.get(i) or src.text[start:end].strip(" ,.;:'\"()")
                 words = _content(text)
                 if not words or len(text) > 80 or text.lower() in _PRONOUNS:
                     continue
