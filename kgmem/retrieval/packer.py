@@ -89,9 +89,9 @@ class PackedContext:
     entity_mass: dict[int, float] = field(default_factory=dict)
     # the question with its hops replaced by the reader's answers, one a hop (pipelines/hops.py)
     rewritten: list[str] = field(default_factory=list)
-    # times a packed chunk holds that its words do not spell out (a remembered turn: the day it
-    # was said, and "yesterday" as "7 May 2023"): (start, end, date) in the chunk's text, start
-    # -1 for the chunk as a whole; the reader's DATE candidates for "when" questions.
+    # times a packed chunk holds that its words do not spell out (a remembered turn's "yesterday"
+    # as "7 May 2023", or else the day it was said): (start, end, date) in the chunk's text,
+    # start -1 for the chunk as a whole; the reader's DATE candidates for "when" questions.
     dated: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
     question: str = ""  # as its last line asks it
 

@@ -308,7 +308,7 @@ class ExtractiveBackend:
                     found.append((start, end, m[2], m[3]))
             if want and NUMBER in want:
                 found += [(m.start(), m.end(), NUMBER, None) for m in _NUMERIC.finditer(src.text)]
-            said: dict[int, str] = {}  # a time the text does not spell out, by where it stands
+            said: dict[int, str] = {}  # the date a time stands for (`context.dated`), by its place in `found`
             times = context.dated.get(src.chunk_id, []) if want and "DATE" in want and spans else []
             if times:
                 best = max(spans, key=lambda se: sim_of.get((src.n, *se), lo))  # "said on …": its likeliest sentence
