@@ -87,11 +87,8 @@ def dated(turn: Recalled) -> list[tuple[int, int, str]]:
     """The times a turn holds that its words do not spell out, for the no-LLM reader: each
     relative time where it stands, as what it means ("yesterday" → "7 May 2023"), or, when
     it states none, the day it was said (start -1: the turn as a whole)."""
-    out = []
-    for d in turn.dates:
-        i = turn.said.lower().find(d["text"].lower())
-        if i >= 0:
-            out.append((i, i + len(d["text"]), d["value"]))
+    offset = len(turn.said) - len(turn.text)  # "Speaker: " (the dates' spans are in the text)
+    out = [(offset + d["start"], offset + d["end"], d["value"]) for d in turn.dates]
     if turn.at and not out:
         out.append((-1, -1, human(datetime.fromisoformat(turn.at).date())))
     return out

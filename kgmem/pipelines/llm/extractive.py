@@ -301,23 +301,20 @@ class ExtractiveBackend:
         out: dict[str, Candidate] = {}
         for rank, src in enumerate(packed):
             spans = [(s, e) for n, s, e in sentences if n == src.n]
-            found: list[tuple[int, int, str, int | None]] = []
+            # (start, end, label, entity, the text it stands for when not its own words)
+            found: list[tuple[int, int, str, int | None, str | None]] = []
             for m in (context.mentions or {}).get(src.chunk_id, []):
                 start, end = m[0] - src.start, m[1] - src.start
                 if 0 <= start < end <= len(src.text):
-                    found.append((start, end, m[2], m[3]))
+                    found.append((start, end, m[2], m[3], None))
             if want and NUMBER in want:
-                found += [(m.start(), m.end(), NUMBER, None) for m in _NUMERIC.finditer(src.text)]
-            said: dict[int, str] = {}  # the date a time stands for (`context.dated`), by its place in `found`
+                found += [(m.start(), m.end(), NUMBER, None, None) for m in _NUMERIC.finditer(src.text)]
             times = context.dated.get(src.chunk_id, []) if want and "DATE" in want and spans else []
-            if times:
+            if times:  # a turn's times, as the dates they mean (`context.dated`)
                 best = max(spans, key=lambda se: sim_of.get((src.n, *se), lo))  # "said on …": its likeliest sentence
-                for start, end, day in times:
-                    start, end = (start, end) if start >= 0 else best
-                    said[len(found)] = day
-                    found.append((start, end, "DATE", None))
-            for i, (start, end, label, entity) in enumerate(found):
-                text = said.get(i) or src.text[start:end].strip(" ,.;:'\"()")
+                found += [(*((s, e) if s >= 0 else best), "DATE", None, day) for s, e, day in times]
+            for start, end, label, entity, meant in found:
+                text = meant or src.text[start:end].strip(" ,.;:'\"()")
                 words = _content(text)
                 if not words or len(text) > 80 or text.lower() in _PRONOUNS:
                     continue
