@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
+
 LOG_NAME = "vectors.log"
 MAGIC = b"KGVL"
 HEADER = struct.Struct("<4sIQ")  # magic, dimension, epoch
@@ -96,12 +98,7 @@ class VectorLog:
     def start(self, epoch: int) -> None:
         """Replace the log with an empty one of `epoch` (atomically: a temp file renamed)."""
         self.close()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(HEADER.pack(MAGIC, self.dim, epoch))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: tmp.write_bytes(HEADER.pack(MAGIC, self.dim, epoch)))
 
     def open_at(self, committed: int) -> None:
         """Append from `committed` bytes on: what a stopped writer left past it is dropped."""

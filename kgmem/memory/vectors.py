@@ -21,18 +21,20 @@ of vectors (README, "Memory").
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from ..errors import CorruptStoreError
+from .files import atomic_write, file_stamp
+from .vectorlayout import IndexSettings, empty_index, trained_ivf, wanted_layout
 from .vectorlog import HEADER, LogDamaged, LogMoved, VectorLog
+
+__all__ = ["INDEX_NAME", "STATE_NAME", "IndexSettings", "VectorIndex", "atomic_write"]
 
 INDEX_NAME = "vectors.faiss"
 STATE_NAME = "vectors.json"
@@ -44,61 +46,9 @@ def _count_of(state: dict) -> int | None:
     return int(count) if isinstance(count, int) else None
 
 
-def _file_stamp(path: Path) -> tuple[int, int, int] | None:
-    """Which file is at `path` now: each save writes a new file (a new inode) and renames it."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
 # Batched exact search only uses BLAS above this many queries; the default (20) is
 # fine, but make sure a library default change cannot silently slow batched search.
 faiss.cvar.distance_compute_blas_threshold = 20
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Have `write` fill a temp file, fsync it, rename it over the target: a crash never
-    leaves a torn file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-@dataclass
-class IndexSettings:
-    # Exact search below this many vectors; an IVF index (inverted lists over k-means
-    # cells) above it. Exact search costs ~15 ms at 100k vectors here and ~130 ms at 1M;
-    # IVF ~3 ms at 1M with recall@10 0.998 at nprobe 64 (README "Speed").
-    ann_threshold: int = 50_000
-    # Cells searched per query: the recall/latency dial (README "Speed" has the curve).
-    nprobe: int = 64
-    # Retrain the cells when the index has grown this much since they were trained.
-    retrain_growth: float = 4.0
-    # A write ends by folding the log into the index file while index and log together
-    # are at most this many bytes (~170k 384-d vectors at 256 MiB): the fold holds every
-    # vector in memory, which a long ingest must not (README "Memory on large inputs").
-    fold_bytes: int = 256 << 20
-
-
-def ivf_cells(n: int) -> int:
-    """Number of IVF cells for n vectors: ~4 sqrt(n), a power of two (FAISS's usual rule)."""
-    return int(2 ** round(np.log2(max(4 * np.sqrt(max(n, 1)), 64))))
 
 
 class VectorIndex:
@@ -153,7 +103,7 @@ class VectorIndex:
         return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
 
     def _state_stamp(self) -> tuple[int, int, int] | None:
-        return _file_stamp(self.state_path)
+        return file_stamp(self.state_path)
 
     def _read_state(self) -> dict:
         try:
@@ -182,14 +132,14 @@ class VectorIndex:
         for attempt in range(LOAD_TRIES):
             stamp = self._state_stamp()
             state = self._read_state()
-            generation, trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
+            generation = int(state.get("generation", -1))
             names, (epoch, committed) = state.get("index"), self._log_of(state)
-            before = _file_stamp(self.path)
+            before = file_stamp(self.path)
             try:
                 index = faiss.read_index(str(self.path))
             except RuntimeError as exc:  # FAISS reports a torn or foreign file this way
                 raise CorruptStoreError(self._damage(self.path, "not a readable FAISS index")) from exc
-            same = before == _file_stamp(self.path) and stamp == self._state_stamp()
+            same = before == file_stamp(self.path) and stamp == self._state_stamp()
             if same and (names is None or list(names) == list(before or ())):  # None: saved before states named it
                 if self._log_matches(epoch, committed):
                     break
@@ -201,10 +151,16 @@ class VectorIndex:
             raise CorruptStoreError(self._damage(self.path, f"vectors of dimension {index.d}, not {self.dim}"))
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = self.settings.nprobe
-        self._index, self.generation, self.trained_on = index, generation, trained_on
-        self._count = _count_of(state)
-        self._index_stamp, self._loaded_state = before, stamp
-        self._epoch, self._target, self._replayed = epoch, committed, 0
+        self._index = index
+        self._adopt(state, stamp, before, generation, committed)
+
+    def _adopt(self, state: dict, stamp: tuple[int, int, int] | None, index_stamp: tuple[int, int, int] | None,
+               generation: int, committed: int) -> None:
+        """Take what a state says: the index file it goes with, the log's epoch and committed
+        length (none of it replayed yet), the count and the cells' training size."""
+        self.generation, self.trained_on, self._count = generation, int(state.get("trained_on", 0)), _count_of(state)
+        self._index_stamp, self._loaded_state = index_stamp, stamp
+        self._epoch, self._target, self._replayed = self._log_of(state)[0], committed, 0
 
     def _log_matches(self, epoch: int, committed: int) -> bool:
         """Whether the log on disk is the one the state names (False: a fold replaced it
@@ -257,7 +213,7 @@ class VectorIndex:
         the index file is the one the state names and the log the one it commits; else
         False, and the whole is read now (which also reports a damaged file)."""
         try:
-            stamp, state, found = self._state_stamp(), self._read_state(), _file_stamp(self.path)
+            stamp, state, found = self._state_stamp(), self._read_state(), file_stamp(self.path)
             epoch, committed = self._log_of(state)
             named = state.get("index")
             if (not named or list(named) != list(found or ()) or stamp != self._state_stamp()
@@ -266,9 +222,7 @@ class VectorIndex:
         except CorruptStoreError:
             return False
         self._index, self._kind_on_disk, self.damaged = None, str(state.get("kind", "flat")), None
-        self.generation, self.trained_on = int(state.get("generation", -1)), int(state.get("trained_on", 0))
-        self._index_stamp, self._loaded_state, self._count = found, stamp, _count_of(state)
-        self._epoch, self._target, self._replayed = epoch, committed, 0
+        self._adopt(state, stamp, found, int(state.get("generation", -1)), committed)
         return True
 
     def _ensure(self) -> None:
@@ -334,7 +288,7 @@ class VectorIndex:
             epoch, committed = self._log_of(state)
             same_index = state.get("index") is not None and list(state["index"]) == list(self._index_stamp or ())
             if (not self.damaged and same_index and epoch == self._epoch and committed >= self._target
-                    and stamp == self._state_stamp() and _file_stamp(self.path) == self._index_stamp):
+                    and stamp == self._state_stamp() and file_stamp(self.path) == self._index_stamp):
                 self.generation = int(state.get("generation", -1))
                 self._target, self._loaded_state, self._count = committed, stamp, _count_of(state)
             else:
@@ -342,7 +296,7 @@ class VectorIndex:
         return True
 
     def _empty(self) -> faiss.Index:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        return empty_index(self.dim)
 
     def __len__(self) -> int:
         if self._index is None and self._count is not None:
@@ -437,14 +391,7 @@ class VectorIndex:
     # ------------------------------------------------------------------ layout
     def wanted_layout(self) -> str | None:
         """The layout this index should move to now, or None to keep it."""
-        n, s = len(self), self.settings
-        if self.kind == "flat":
-            return "ivf" if n >= s.ann_threshold else None
-        if n < s.ann_threshold // 2:
-            return "flat"  # shrank well below the threshold: exact is cheap again
-        if self.trained_on and n >= s.retrain_growth * self.trained_on:
-            return "ivf"  # cells trained on a quarter of today's data: retrain
-        return None
+        return wanted_layout(self.kind, len(self), self.trained_on, self.settings)
 
     def relayout(self, kind: str, seed: int = 0) -> None:
         """Rebuild as `kind` ("flat" or "ivf") from the vectors held now (folded at the next save)."""
@@ -454,17 +401,7 @@ class VectorIndex:
             if kind == "flat":
                 index = self._empty()
             else:
-                nlist = ivf_cells(len(ids))
-                index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-                index.set_direct_map_type(faiss.DirectMap.Hashtable)
-                # 40 points a cell and 10 k-means rounds: ~1 min for 1M vectors on 2 cores;
-                # more buys little recall (README "Speed" has the measured curve).
-                index.cp.min_points_per_centroid = 1  # small stores: no warning spam
-                index.cp.niter = 10
-                rng = np.random.default_rng(seed)
-                sample = rng.choice(len(ids), size=min(len(ids), 40 * nlist), replace=False)
-                index.train(data[np.sort(sample)])
-                index.nprobe = self.settings.nprobe
+                index = trained_ivf(self.dim, data, self.settings.nprobe, seed)
                 self.trained_on = len(ids)
             index.add_with_ids(data, ids)
             self._index = index
@@ -521,7 +458,7 @@ class VectorIndex:
     def _write_index(self) -> None:
         # write_index streams to the file: no second in-memory copy of a 1.5 GB index.
         atomic_write(self.path, lambda tmp: faiss.write_index(self._index, str(tmp)))
-        self._index_stamp, self._relaid = _file_stamp(self.path), False
+        self._index_stamp, self._relaid = file_stamp(self.path), False
 
     def _write_state(self, extra: dict) -> None:
         state = {"generation": self.generation, "kind": self.kind, "trained_on": self.trained_on,

@@ -1,0 +1,39 @@
+"""Small file helpers the stores share: which file is at a path, and atomic replacement."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which file is at `path` now (size, mtime, inode): each save writes a new file (a new
+    inode) and renames it over the old one. None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (where the platform allows opening a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Have `write` fill a temp file, fsync it, rename it over the target: a crash never
+    leaves a torn file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
