@@ -47,10 +47,10 @@ ANSWER_SCHEMA: dict[str, Any] = {
 
 # A backend that can continue a reply it is handed (llama.cpp) is given the reply's opening,
 # so the model's first token is the answer's first: with the whole object to write it first
-# wrote `{"answer": "` (4 tokens, ~0.2 s on 2 cores) or, about one time in three, `{\n  "answer": "`
-# after a full-vocabulary grammar pass (~0.2 s more). What follows is ANSWER_SCHEMA in its
-# compact form, as a GBNF grammar: the answer (at most 120 characters), then up to 3
-# source numbers (README, "Seconds, with the prompt cache").
+# wrote `{"answer": "` (4 tokens, ~0.2 s on 2 cores) or, for half of the prompts measured,
+# `{\n  "answer": "` after a full-vocabulary grammar pass (~0.2 s more). What follows is
+# ANSWER_SCHEMA in its compact form, as a GBNF grammar: the answer (at most 120 characters),
+# then up to 3 source numbers (README, "The reply's opening, given").
 ANSWER_PREFIX = '{"answer": "'
 ANSWER_REST = r'''root ::= chars "\", \"sources\": [" ( num ( ", " num ){0,2} )? "]}"
 chars ::= char{0,120}

@@ -116,8 +116,8 @@ class LlamaBackend(ChatBackend):
     repack = False
     prefills = True  # the answer step hands the model its reply's opening (base.ANSWER_PREFIX)
     # llama.cpp's server keeps the state of each prompt its slot leaves in RAM, up to 8 GiB
-    # by default: ~28 MB a question for this model, so a REPL or server grew without end
-    # (README, "Seconds, with the prompt cache"). Its slot's own cache is what repeats use.
+    # by default: ~28 MB a question for this model, so a REPL or server grew by gigabytes
+    # (README, "llama.cpp's RAM prompt cache"). Its slot's own cache is what repeats use.
     cache_ram_mb = 256
 
     def __init__(self, model: str | None = None, context_window: int = 2048, threads: int | None = None):
