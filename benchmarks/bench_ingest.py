@@ -16,7 +16,9 @@ Models are loaded before timing starts. Writes benchmarks/results/ingest.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -56,8 +58,9 @@ def main() -> None:
 
     def timed_ingest(graph: bool, workers: int = 1, profile: str = "default") -> tuple[float, Memory]:
         config, e, x = profiles[profile]
-        mem = Memory(tempfile.mkdtemp(prefix="kgmem-bench-"), config.replace(graph=graph, workers=workers),
-                     embedder=e, extractor=x)
+        tmp = tempfile.mkdtemp(prefix="kgmem-bench-")
+        atexit.register(shutil.rmtree, tmp, True)
+        mem = Memory(tmp, config.replace(graph=graph, workers=workers), embedder=e, extractor=x)
         t0 = time.perf_counter()
         report = mem.ingest(records)
         seconds = time.perf_counter() - t0

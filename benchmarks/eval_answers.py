@@ -12,8 +12,10 @@ benchmarks/results/answers_<dataset>.json (merged with what is there) and prints
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -55,6 +57,8 @@ def main() -> None:
 
     data = load_dataset(args.dataset, args.limit, args.skip)
     store = args.store or tempfile.mkdtemp(prefix="kgmem-answers-")
+    if not args.store:  # a store per run would fill /tmp
+        atexit.register(shutil.rmtree, store, True)
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"answers_{data.name}.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     with Memory(store) as mem:

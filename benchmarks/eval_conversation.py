@@ -15,8 +15,10 @@ Cost: seconds per remembered turn, LLM calls at write (must be 0), store size pe
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -97,7 +99,9 @@ def main() -> int:
 
     conversations = [json.loads(line) for line in (args.data / "conversations.jsonl").open(encoding="utf-8")]
     questions = [json.loads(line) for line in (args.data / "questions.jsonl").open(encoding="utf-8")]
-    store = Path(tempfile.mkdtemp(prefix="kgmem-locomo-")) / "store"
+    top = tempfile.mkdtemp(prefix="kgmem-locomo-")
+    atexit.register(shutil.rmtree, top, True)  # a store per run would fill /tmp
+    store = Path(top) / "store"
     mem = Memory(store)
     mem.warm(background=False)
     turns, t0 = 0, time.perf_counter()

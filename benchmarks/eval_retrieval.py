@@ -9,8 +9,10 @@ benchmarks/results/retrieval_<dataset>[_<profile>].json and prints the table.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -36,6 +38,8 @@ def main() -> None:
     args = ap.parse_args()
 
     store = args.store or tempfile.mkdtemp(prefix="kgmem-eval-")
+    if not args.store:  # a store per run would fill /tmp
+        atexit.register(shutil.rmtree, store, True)
     t0 = time.perf_counter()
     config = Config.profile(args.profile)
     new = not (Path(store) / "kgmem.db").exists()

@@ -4,6 +4,8 @@ Results land in benchmarks/results/*.json; README.md's tables are copied from th
 """
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,7 @@ SHARED = HERE.parent.parent / "shared" / "bench"
 
 def main() -> int:
     store = tempfile.mkdtemp(prefix="kgmem-bench-store-")
+    atexit.register(shutil.rmtree, store, True)  # a store per run would fill /tmp
     steps = [
         [sys.executable, str(HERE / "eval_retrieval.py"), "--store", store],
         [sys.executable, str(HERE / "eval_retrieval.py"), str(SHARED / "hotpotqa")],
