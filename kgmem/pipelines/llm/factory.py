@@ -34,13 +34,20 @@ def resolve(spec: str | None) -> tuple[str, str | None]:
 WINDOWS = {"extractive": 1024, "llama": 1024, "local": 1024, "openai": 4096}
 
 
-def make_backend(spec: str, *, embed: Callable[[list[str]], np.ndarray], count_tokens: Callable[[str], int],
-                 context_window: int | None = None, threads: int | None = None) -> Any:
-    """A backend by name; `context_window` 0/None: the backend's own default (WINDOWS)."""
+def make_backend(spec: str, *, embed: Callable[[list[str]], np.ndarray] | None = None,
+                 count_tokens: Callable[[str], int] | None = None, context_window: int | None = None,
+                 threads: int | None = None) -> Any:
+    """A backend by name; `context_window` 0/None: the backend's own default (WINDOWS).
+    The no-LLM reader reads with the store's embedder and token counter (`embed`,
+    `count_tokens`); a model counts its own tokens and needs neither."""
     kind, _, arg = resolve(spec)[0].partition(":")
     window = context_window or WINDOWS.get(kind, 2048)
     if kind == "extractive":
         from .extractive import ExtractiveBackend
+
+        if embed is None or count_tokens is None:
+            raise LLMError("the extractive reader needs the store's embedder: make_backend('extractive', "
+                           "embed=..., count_tokens=...), or Memory.backend('extractive')")
 
         return ExtractiveBackend(embed, count_tokens, window)
     if kind in ("llama", "local"):  # 'local' was the transformers backend; llama.cpp replaced it
