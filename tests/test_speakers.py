@@ -213,6 +213,27 @@ def test_after_the_model_whose_words_and_what_changed(memory: Memory, embedder):
     assert stale.notices == ["changed: Boston (8 May 2023), then Denver (2 September 2023)"]
 
 
+
+NECKLACE = [
+    {"id": "n1", "speaker": "Melanie", "text": "Hey, Caroline! Love the necklace, any special meaning to it?"},
+    {"id": "n2", "speaker": "Caroline", "text": "Thanks! A gift from my grandma in Sweden. It stands for love, "
+                                               "faith and strength."},
+]
+
+
+def test_an_answer_cites_the_turn_that_says_it_so_whose_fact_it_is_holds(memory: Memory, embedder):
+    """The model answered "love, faith, strength" citing the turn that asked about the
+    necklace: the turn saying "love, faith and strength" (every word of the answer, not
+    the phrase) is cited too, and it is Caroline's, so the answer is not Melanie's."""
+    memory.remember(NECKLACE, conversation="c4", at="2023-06-27")
+    theirs = memory.ask("What does Melanie's necklace symbolize?", conversation="c4",
+                        llm=Scripted(embedder, "love, faith, strength", "any special meaning"))
+    assert not theirs.found and theirs.notices == ["the turns it rests on tell of Caroline, not of Melanie"]
+    hers = memory.ask("What does Caroline's necklace symbolize?", conversation="c4",
+                      llm=Scripted(embedder, "love, faith, strength", "any special meaning"))
+    assert hers.found and hers.short == "love, faith, strength"
+    assert any(c.quote.endswith("It stands for love, faith and strength.") for c in hers.citations)
+
 CAFE = [
     {"id": "k1", "speaker": "Melanie", "text": "We always go camping with the family; we tell stories by the fire."},
     {"id": "k2", "speaker": "Caroline", "text": "Wow, Mel, family love and support is the best!"},

@@ -105,6 +105,16 @@ def facts_for(graph: KnowledgeGraph, entity_ids: list[int], limit: int = 40, sca
     return graph.facts([r[0] for r in rows])[:limit]
 
 
+def _holds(text: str, answer: str) -> bool:
+    """Whether `text` says `answer` (lower case): the phrase itself, or every one of its
+    content words ("love, faith, strength" in "… stands for love, faith and strength")."""
+    low = text.lower()
+    if answer in low:
+        return True
+    want = set(_WORDS.findall(answer)) - stopwords()
+    return bool(want) and want <= set(_WORDS.findall(low))
+
+
 def _support(text: str, answer: str, question: str) -> tuple[int, int]:
     """The sentence of `text` the answer stands in: the one holding it, else the one that
     shares most words with the answer and the question."""
@@ -137,10 +147,13 @@ def cite(reply: Reply, context: PackedContext, question: str) -> list[AnswerCita
         return []
     valid = [n for n in reply.sources if context.source(n) is not None and context.source(n).text]
     low = reply.answer.lower()
-    if low and low not in ("yes", "no") and not any(low in context.source(n).text.lower() for n in valid):
-        # The model cited the passage that led to the answer (a multi-hop bridge) but not
-        # the one that says it: add the first packed passage that holds the answer.
-        holding = [s for s in context.sources if s.packed and low in s.text.lower()]
+    if low and low not in ("yes", "no") and not any(_holds(context.source(n).text, low) for n in valid):
+        # The model cited the passage that led to the answer (a multi-hop bridge) or one
+        # near it, but not the one that says it: add the first packed passage that does.
+        # The 1.5B model answered "love, faith, strength" citing the turn that asked about
+        # the necklace, not the one that says "it stands for love, faith and strength";
+        # whose fact an answer is (conversations.people) is read from what it cites.
+        holding = [s for s in context.sources if s.packed and _holds(s.text, low)]
         valid += [holding[0].n] if holding else []
     given = {n: (s, e) for n, s, e in reply.support}
     out = []
