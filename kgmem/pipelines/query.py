@@ -107,12 +107,15 @@ def facts_for(graph: KnowledgeGraph, entity_ids: list[int], limit: int = 40, sca
 
 def _holds(text: str, answer: str) -> bool:
     """Whether `text` says `answer` (lower case): the phrase itself, or every one of its
-    content words ("love, faith, strength" in "… stands for love, faith and strength")."""
+    content words, each by its first five letters ("love, faith, strength" in "… stands
+    for love, faith and strength"; "LGBT+ folks" in "… help LGBTQ+ folks")."""
     low = text.lower()
     if answer in low:
         return True
-    want = set(_WORDS.findall(answer)) - stopwords()
-    return bool(want) and want <= set(_WORDS.findall(low))
+    stop = stopwords()
+    want = {w[:5] for w in _WORDS.findall(answer) if w not in stop}
+    have = set(_WORDS.findall(low))
+    return bool(want) and all(any(h.startswith(w) for h in have) for w in want)
 
 
 def _support(text: str, answer: str, question: str) -> tuple[int, int]:
