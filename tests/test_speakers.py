@@ -196,19 +196,24 @@ class Scripted:
         return Reply(self.reply, [n])
 
 
+def scripted(memory: Memory, embedder, question: str, conversation: str, reply: str, cite: str):
+    """`memory.ask` with a model that answers `reply` citing the packed turn holding `cite`."""
+    return memory.ask(question, conversation=conversation, llm=Scripted(embedder, reply, cite))
+
+
 def test_after_the_model_whose_words_and_what_changed(memory: Memory, embedder):
     memory.remember(RACE, conversation="c1", at="2023-05-25")
-    borrowed = memory.ask("What did Caroline realize after her charity race?", conversation="c1",
-                          llm=Scripted(embedder, "self-care is important", "realize"))
+    borrowed = scripted(memory, embedder, "What did Caroline realize after her charity race?",
+                        "c1", "self-care is important", "realize")
     assert not borrowed.found and borrowed.short == "not in memory" and borrowed.citations
     assert borrowed.notices == ["the turns it rests on tell of Melanie, not of Caroline"]
-    own = memory.ask("What did Melanie realize after the charity race?", conversation="c1",
-                     llm=Scripted(embedder, "self-care is important", "realize"))
+    own = scripted(memory, embedder, "What did Melanie realize after the charity race?",
+                   "c1", "self-care is important", "realize")
     assert own.found and own.short == "self-care is important"
     for when, text in MOVES:
         memory.remember([{"speaker": "Alice", "text": text}, {"speaker": "Bob", "text": "Good to know!"}],
                         conversation="c2", at=when)
-    stale = memory.ask("Which city does Alice live in?", conversation="c2", llm=Scripted(embedder, "Boston", "Boston"))
+    stale = scripted(memory, embedder, "Which city does Alice live in?", "c2", "Boston", "Boston")
     assert stale.found and stale.short == "Denver" and stale.text.startswith("Denver [")
     assert stale.notices == ["changed: Boston (8 May 2023), then Denver (2 September 2023)"]
 
@@ -230,13 +235,14 @@ def test_an_answer_cites_the_turn_that_says_it_so_whose_fact_it_is_holds(memory:
     assert _holds("i chose them 'cause they help lgbtq+ folks with adoption.", "lgbt+ folks")  # by 5 letters
     assert not _holds("the pain was bad.", "painting") and not _holds("love the necklace!", "love, faith")
     memory.remember(NECKLACE, conversation="c4", at="2023-06-27")
-    theirs = memory.ask("What does Melanie's necklace symbolize?", conversation="c4",
-                        llm=Scripted(embedder, "love, faith, strength", "any special meaning"))
+    theirs = scripted(memory, embedder, "What does Melanie's necklace symbolize?",
+                      "c4", "love, faith, strength", "any special meaning")
     assert not theirs.found and theirs.notices == ["the turns it rests on tell of Caroline, not of Melanie"]
-    hers = memory.ask("What does Caroline's necklace symbolize?", conversation="c4",
-                      llm=Scripted(embedder, "love, faith, strength", "any special meaning"))
+    hers = scripted(memory, embedder, "What does Caroline's necklace symbolize?",
+                    "c4", "love, faith, strength", "any special meaning")
     assert hers.found and hers.short == "love, faith, strength"
     assert any(c.quote.endswith("It stands for love, faith and strength.") for c in hers.citations)
+
 
 CAFE = [
     {"id": "k1", "speaker": "Melanie", "text": "We always go camping with the family; we tell stories by the fire."},
@@ -255,18 +261,17 @@ def test_answers_that_repeat_the_question_or_echo_the_listener_are_declined(memo
     assert not echoes("7 May 2023", "When did Caroline go to the support group?")
     assert not echoes("yes", "Is Oscar Melanie's pet?") and not echoes("tea", "Tea or coffee?")
     memory.remember(CAFE, conversation="c3", at="2023-06-01")
-    sign = memory.ask("What precautionary sign did Caroline see at the café?", conversation="c3",
-                      llm=Scripted(embedder, "a precautionary sign", "sign"))
+    sign = scripted(memory, embedder, "What precautionary sign did Caroline see at the café?",
+                    "c3", "a precautionary sign", "sign")
     assert not sign.found and sign.notices == ["the answer only repeats the question's words"]
     # Caroline calls Melanie by name and says nothing of herself: the words are about Melanie's camping.
-    echo = memory.ask("What does Caroline love most about camping with her family?", conversation="c3",
-                      llm=Scripted(embedder, "family love and support", "Wow"))
+    echo = scripted(memory, embedder, "What does Caroline love most about camping with her family?",
+                    "c3", "family love and support", "Wow")
     assert not echo.found and echo.notices == ["the turns it rests on tell of Melanie, not of Caroline"]
-    own = memory.ask("Where does Caroline love camping?", conversation="c3",
-                     llm=Scripted(embedder, "by the lake", "lake"))
+    own = scripted(memory, embedder, "Where does Caroline love camping?", "c3", "by the lake", "lake")
     assert own.found and own.short == "by the lake"
     # A yes or no asserts the question's words: whose pet Oscar is, Caroline's sentence says.
-    theirs = memory.ask("Is Oscar Melanie's pet?", conversation="c3", llm=Scripted(embedder, "yes", "Oscar"))
+    theirs = scripted(memory, embedder, "Is Oscar Melanie's pet?", "c3", "yes", "Oscar")
     assert not theirs.found and theirs.notices == ["the turns it rests on tell of Caroline, not of Melanie"]
-    hers = memory.ask("Is Oscar Caroline's pet?", conversation="c3", llm=Scripted(embedder, "yes", "Oscar"))
+    hers = scripted(memory, embedder, "Is Oscar Caroline's pet?", "c3", "yes", "Oscar")
     assert hers.found and hers.short == "yes"
