@@ -197,6 +197,29 @@ def test_a_transcript_is_summarised_as_a_meeting(meeting: Memory, wiki_records):
     assert "summary of the whole text" in prompt and "what the text was about" in prompt
 
 
+def test_excerpts_name_a_speaker_where_the_turn_changes_and_no_anonymised_one(meeting: Memory):
+    """The model reads excerpts as a transcript shows them: a speaker's name where the turn
+    changes, not before each sentence; a transcript's anonymised speakers ("Grad A",
+    "Professor B") not at all: they name no one, and the model listed them ("1. PhD D
+    proposed …")."""
+    model = PromptRecorder()
+    meeting.summarize("meeting", words=60, llm=model)
+    excerpts = [line for line in model.calls[-1][0].splitlines() if re.match(r"\[\d+\] ", line)]
+    assert excerpts and all(re.match(r"\[\d+\] (Anna|Ben|Carla): ", line) for line in excerpts)
+    for line in excerpts:
+        said = re.findall(r"(?:^\[\d+\] |(?<=[.!?] ))(Anna|Ben|Carla): ", line)
+        assert all(a != b for a, b in zip(said, said[1:]))  # a name only where the turn changes
+    assert any(len(re.findall(r"[.!?](?= |$)", line)) > len(re.findall(r"(Anna|Ben|Carla): ", line))
+               for line in excerpts)  # some turn goes on past its first sentence, unlabelled
+    anonymised = "\n".join(line.replace("Anna:", "Grad A:").replace("Ben:", "Professor B:")
+                           .replace("Carla:", "PhD C:") for line in MEETING.splitlines())
+    meeting.ingest([{"id": "icsi", "title": "Meeting Qx017", "text": anonymised}])
+    meeting.summarize("icsi", words=60, llm=model)
+    prompt = model.calls[-1][0]
+    assert "summary of the whole meeting" in prompt  # still a meeting of three speakers
+    assert "rubber case" in prompt and not re.search(r"Grad A|Professor B|PhD C", prompt)
+
+
 def test_an_empty_store_summarises_to_nothing_with_a_notice(memory: Memory):
     summary = memory.summarize(llm="extractive")
     assert summary.text == "" and summary.citations == [] and summary.notices

@@ -313,16 +313,28 @@ def _groups(chosen: list[Sentence], home: dict[int, int]) -> list[list[Sentence]
     return list(by.values())
 
 
+# A transcript's anonymised speaker ("Grad E", "PhD D", "Speaker 1"): a role and a letter or
+# number names no one a summary's reader knows (README, "Summaries on QMSum").
+_ANONYMOUS = re.compile(r"(?:[^\W\d_][\w.'-]* )*(?:[A-Z]|\d{1,3})")
+
+
+def speaker_label(speaker: str) -> str:
+    return "" if not speaker or _ANONYMOUS.fullmatch(speaker) else speaker
+
+
 def _excerpts(group: list[Sentence], numbers: dict[int, int]) -> str:
-    lines, last = [], None
+    """One line an excerpt: "[n] Speaker: sentence. sentence. Other: sentence.", a speaker
+    named where the turn changes, as a transcript does, and anonymised ones not at all."""
+    lines, last, said = [], None, None
     for s in group:
         n = numbers[s.chunk_id]
-        who = f"{s.speaker}: " if s.speaker else ""
+        who = speaker_label(s.speaker)
+        lead = f"{who}: " if who and (n != last or who != said) else ""
         if n == last:
-            lines[-1] += f" {who}{_sentence(s.text)}"
+            lines[-1] += f" {lead}{_sentence(s.text)}"
         else:
-            lines.append(f"[{n}] {who}{_sentence(s.text)}")
-        last = n
+            lines.append(f"[{n}] {lead}{_sentence(s.text)}")
+        last, said = n, who
     return "\n".join(lines)
 
 
