@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kgmem import Memory  # noqa: E402
 from kgmem.memory.store import Chunk  # noqa: E402
-from kgmem.pipelines.extracts import MIN_WORDS, split  # noqa: E402
-from kgmem.pipelines.summarize import SYSTEM, WHOLE_GUIDE, kind_of, window_of  # noqa: E402
+from kgmem.pipelines.extracts import _SPEAKER, MIN_WORDS, split  # noqa: E402
+from kgmem.pipelines.summarize import SYSTEM, WHOLE_GUIDE, kind_of, speaker_label, window_of  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "qmsum"
 _WORDS = re.compile(r"\w+")
@@ -77,15 +77,30 @@ def strip(text: str) -> str:
     return re.sub(r"\[\d+\]", "", text)
 
 
-def truncate(backend, text: str, query: str | None, words: int, no_repeat: bool = False) -> tuple[str, int]:
+def unnamed(text: str) -> str:
+    """The transcript without its anonymised speakers' labels ("Grad E: "), which kgmem's
+    excerpts leave out (`summarize.speaker_label`)."""
+    lines = []
+    for line in text.split("\n"):
+        m = _SPEAKER.match(line)
+        lines.append(line[m.end():] if m and not speaker_label(m.group(1)) else line)
+    return "\n".join(lines)
+
+
+def truncate(backend, text: str, query: str | None, words: int, no_repeat: bool = False,
+             drop_unnamed: bool = False) -> tuple[str, int]:
     """The meeting's first tokens and the instruction kgmem's own call carries: a whole
     text's (query None: a general query, which kgmem answers as a whole-meeting summary)
-    or one about the query."""
+    or one about the query. `drop_unnamed`: the transcript without its anonymised speakers'
+    labels (the kind of text, "meeting", still counted from the labelled text)."""
     out_tokens = int(words * 1.6) + 40
     room = window_of(backend) - out_tokens - backend.count_tokens(SYSTEM) - 120
     head = backend.head(text, room)
+    labelled = head
+    if drop_unnamed:
+        head = backend.head(unnamed(text), room)
     if query is None:
-        kind = kind_of(split([Chunk(0, "d", 0, 0, len(head), head, 0)]))
+        kind = kind_of(split([Chunk(0, "d", 0, 0, len(labelled), labelled, 0)]))
         task, guide = f"of the whole {kind}", " " + WHOLE_GUIDE.format(kind=kind) if WHOLE_GUIDE else ""
     else:
         task, guide = f"about: {query}", ""
@@ -145,12 +160,15 @@ def main() -> None:
         sampled = {q["doc_id"] for q in general}
         specific = [q for q in specific if q["doc_id"] in sampled]
     specific = specific[:: args.specific_stride] if args.specific_stride else []
+    # truncate-dry-unnamed (asked for by --methods only): truncate-dry over the transcript
+    # without its anonymised speakers' labels, as kgmem's excerpts show them.
     methods = ["kgmem-extractive", "textrank"] + (["kgmem", "truncate", "truncate-dry"] if args.llm else [])
+    extra = ["truncate-dry-unnamed"] if args.llm else []
     if args.methods:
-        unknown = set(args.methods.split(",")) - set(methods)
+        unknown = set(args.methods.split(",")) - set(methods + extra)
         if unknown:
-            ap.error(f"unknown method(s) {', '.join(sorted(unknown))}; with this --llm: {', '.join(methods)}")
-        methods = [m for m in methods if m in args.methods.split(",")]
+            ap.error(f"unknown method(s) {', '.join(sorted(unknown))}; with this --llm: {', '.join(methods + extra)}")
+        methods = [m for m in methods + extra if m in args.methods.split(",")]
     backend = mem.backend(args.llm) if args.llm else None
     rows = []
     order = sorted([("general", q) for q in general] + [("specific", q) for q in specific],
@@ -168,7 +186,8 @@ def main() -> None:
                     text, tokens = textrank(doc["text"], words), 0
                 elif m.startswith("truncate"):
                     text, tokens = truncate(backend, doc["text"], None if kind == "general" else q["query"], words,
-                                            no_repeat=m == "truncate-dry")
+                                            no_repeat=m.startswith("truncate-dry"),
+                                            drop_unnamed=m.endswith("-unnamed"))
                 else:
                     s = mem.summarize(q["doc_id"], query=None if kind == "general" else q["query"], words=words,
                                       llm="extractive" if m == "kgmem-extractive" else args.llm)
