@@ -163,12 +163,12 @@ def main() -> None:
     # truncate-dry-unnamed (asked for by --methods only): truncate-dry over the transcript
     # without its anonymised speakers' labels, as kgmem's excerpts show them.
     methods = ["kgmem-extractive", "textrank"] + (["kgmem", "truncate", "truncate-dry"] if args.llm else [])
-    extra = ["truncate-dry-unnamed"] if args.llm else []
+    known = methods + (["truncate-dry-unnamed"] if args.llm else [])
     if args.methods:
-        unknown = set(args.methods.split(",")) - set(methods + extra)
+        unknown = set(args.methods.split(",")) - set(known)
         if unknown:
-            ap.error(f"unknown method(s) {', '.join(sorted(unknown))}; with this --llm: {', '.join(methods + extra)}")
-        methods = [m for m in methods + extra if m in args.methods.split(",")]
+            ap.error(f"unknown method(s) {', '.join(sorted(unknown))}; with this --llm: {', '.join(known)}")
+        methods = [m for m in known if m in args.methods.split(",")]
     backend = mem.backend(args.llm) if args.llm else None
     rows = []
     order = sorted([("general", q) for q in general] + [("specific", q) for q in specific],
