@@ -1,77 +1,19 @@
 """The `kgmem` command: a thin layer over `kgmem.api` that turns errors into one line."""
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sqlite3
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
+from .cli_options import emit, handle_errors, json_option, open_store, store_option
 from .config import PROFILES, Config
 from .render import ProgressLine, report_text
 
-DEFAULT_STORE = "kgmem-store"
 MODES = ["auto", "dense", "lexical", "hybrid", "graph"]
-
-
-def _store_option(fn: Callable) -> Callable:
-    return click.option(
-        "--store", "store", envvar="KGMEM_STORE", default=DEFAULT_STORE, show_default=True,
-        type=click.Path(file_okay=False), help="Store directory (env KGMEM_STORE).",
-    )(fn)
-
-
-def _json_option(fn: Callable) -> Callable:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
-
-
-def _open(store: str, must_exist: bool = True, **kw: Any):
-    from .api import Memory
-    from .errors import NotFoundError
-
-    if must_exist and not (Path(store) / "kgmem.db").exists():
-        raise NotFoundError(f"no kgmem store at {store}: create one with `kgmem ingest PATH --store {store}`")
-    return Memory(store, **kw)
-
-
-def _emit(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Expected failures print one line (no traceback unless --debug) and exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .errors import KgmemError
-
-        debug = click.get_current_context().find_root().params.get("debug", False)
-        try:
-            return fn(*args, **kwargs)
-        except KgmemError as exc:
-            if debug:
-                raise
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-        except (ValueError, FileNotFoundError, PermissionError) as exc:
-            if debug:
-                raise
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-        except sqlite3.Error as exc:
-            if debug:
-                raise
-            click.echo(f"Error: the store's database failed: {exc} (try `kgmem check --repair`; "
-                       "--debug shows the traceback)", err=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,7 +46,7 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@_store_option
+@store_option
 @click.option("--glob", help="Only files whose path matches this pattern (e.g. '*.md').")
 @click.option("--workers", type=int, help="Worker processes that chunk, embed and parse, one thread each "
               "(env KGMEM_WORKERS; default 1: this process, KGMEM_THREADS threads).")
@@ -121,7 +63,7 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
               help="Largest text file to read (streamed in parts of 500,000 characters). HTML, PDF and "
               "single JSONL records are read whole and refused over 64 MiB.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
-@_json_option
+@json_option
 @handle_errors
 def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | None, threads: int | None, no_graph: bool,
            profile: str | None, id_field: str, title_field: str, text_field: str, max_text_mb: int, quiet: bool,
@@ -136,7 +78,7 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
 
     new = not (Path(store) / "kgmem.db").exists()
     chosen = Config.profile(profile) if profile else None  # an unknown name: one line, before anything opens
-    memory = _open(store, must_exist=False, **({"config": chosen} if chosen and new else {}))
+    memory = open_store(store, must_exist=False, **({"config": chosen} if chosen and new else {}))
     if profile and not new:
         memory.configure(**PROFILES[profile])
         click.echo(f"note: {store} exists: --profile {profile} applies to this run only; the store keeps "
@@ -158,7 +100,7 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
     progress.close()
     memory.close()
     if as_json:
-        _emit(report.as_dict())
+        emit(report.as_dict())
     else:
         click.echo(report_text(report))
         for item, reason in report.failed:
@@ -173,26 +115,26 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
 # ---------------------------------------------------------------------- queries
 @main.command()
 @click.argument("query")
-@_store_option
+@store_option
 @click.option("-k", "--k", "k", default=10, show_default=True, help="How many passages.")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
-@_json_option
+@json_option
 @handle_errors
 def search(query: str, store: str, k: int, mode: str, as_json: bool) -> None:
     """Rank stored passages for QUERY."""
     from .render import hits_text
 
-    with _open(store) as memory:
+    with open_store(store) as memory:
         hits = memory.search(query, k=k, mode=mode)
     if as_json:
-        _emit({"query": query, "mode": mode, "hits": [h.as_dict() for h in hits]})
+        emit({"query": query, "mode": mode, "hits": [h.as_dict() for h in hits]})
     else:
         click.echo(hits_text(hits))
 
 
 @main.command()
 @click.argument("question")
-@_store_option
+@store_option
 @click.option("-k", "--k", "k", type=int, help="Passages to retrieve (default from the store's settings).")
 @click.option("--mode", type=click.Choice(MODES + ["global"]), default="auto", show_default=True,
               help="global: answer from community summaries (auto does for questions about the whole memory).")
@@ -202,7 +144,7 @@ def search(query: str, store: str, k: int, mode: str, as_json: bool) -> None:
               help="Hops a multi-hop question is followed, one at a time (default 2; 0: one search).")
 @click.option("--conversation", help="Answer from this conversation's remembered turns.")
 @click.option("--user", help="Answer from this user's remembered turns (every conversation).")
-@_json_option
+@json_option
 @handle_errors
 def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, budget: int | None,
         hops: int | None, conversation: str | None, user: str | None, as_json: bool) -> None:
@@ -210,13 +152,13 @@ def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, bu
     --conversation or --user: from what was said there (remembered turns), not from documents."""
     from .render import Reading, answer_text
 
-    with _open(store) as memory:
+    with open_store(store) as memory:
         if hops is not None:
             memory.configure(hops=hops)
         if as_json:
             answer = memory.ask(question, k=k, budget=budget, llm=llm, mode=mode, conversation=conversation,
                                 user=user)
-            _emit(answer.as_dict())
+            emit(answer.as_dict())
             return
         memory.backend(llm)
         if memory.llm_notice:
@@ -235,17 +177,17 @@ def ask(question: str, store: str, k: int | None, mode: str, llm: str | None, bu
 
 @main.command()
 @click.argument("doc_id", required=False)
-@_store_option
+@store_option
 @click.option("--query", "-q", help="Summarise what the text says about this (a topic or a question).")
 @click.option("--words", default=150, show_default=True, help="Length of the summary.")
 @click.option("--llm", envvar="KGMEM_LLM", help="As for ask; extractive: chosen sentences, no model.")
-@_json_option
+@json_option
 @handle_errors
 def summarize(doc_id: str | None, store: str, query: str | None, words: int, llm: str | None, as_json: bool) -> None:
     """Summarise DOC_ID (or, without it, the whole store), every sentence cited."""
     from .render import progress_line, summary_text
 
-    with _open(store) as memory:
+    with open_store(store) as memory:
         memory.backend(llm)
         if memory.llm_notice and not as_json:
             click.echo(f"note: {memory.llm_notice}", err=True)
@@ -266,7 +208,7 @@ def summarize(doc_id: str | None, store: str, query: str | None, words: int, llm
               "answer, time to first token and prompt tokens, beside naive RAG with the same model. "
               "auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive.")
 @click.option("--budget", type=int, help="Context window in tokens for the answers (default: the model's).")
-@_json_option
+@json_option
 @handle_errors
 def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: str | None, no_reference: bool,
                  per_question: bool, llm: str | None, budget: int | None, as_json: bool) -> None:
@@ -277,7 +219,7 @@ def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: 
     from .eval import format_answers, format_table, results_json, run_eval
 
     with tempfile.TemporaryDirectory(prefix="kgmem-eval-") as tmp:
-        with _open(store or str(Path(tmp) / "store"), must_exist=False) as memory:
+        with open_store(store or str(Path(tmp) / "store"), must_exist=False) as memory:
             progress = ProgressLine(None, enabled=not as_json)
             results, info = run_eval(memory, dataset_dir, modes=modes.split(",") if modes else None, limit=limit,
                                      reference=not no_reference, on_progress=progress, llm=llm, budget=budget)
@@ -286,7 +228,7 @@ def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: 
         if not per_question:
             for part in ("kgmem", "naive"):
                 info.get("answers", {}).get(part, {}).pop("questions", None)
-        _emit(results_json(results, info, per_question=per_question))
+        emit(results_json(results, info, per_question=per_question))
     else:
         click.echo(format_table(results))
         if "answers" in info:
@@ -296,7 +238,7 @@ def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: 
 @main.command()
 @click.option("--prepare", "prepare_name", metavar="NAME",
               help="Assemble and verify NAME now (default model: qwen2.5-1.5b) instead of at the first question.")
-@_json_option
+@json_option
 @handle_errors
 def models(prepare_name: str | None, as_json: bool) -> None:
     """Local answering models: which are installed, where they come from, their licence."""
@@ -315,7 +257,7 @@ def models(prepare_name: str | None, as_json: bool) -> None:
              "origin": m.origin, "licence": m.licence, "packages": m.pip_names}
             for m in llm_models.MODELS.values()]
     if as_json:
-        _emit({"models": rows, "cache": str(llm_models.cache_dir())})
+        emit({"models": rows, "cache": str(llm_models.cache_dir())})
         return
     for r in rows:
         state = "installed" if r["installed"] else f"not installed ({llm_models.INSTALL_HINT})"
@@ -325,19 +267,19 @@ def models(prepare_name: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@_store_option
+@store_option
 @click.option("--llm", envvar="KGMEM_LLM", help="auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM). Default auto: the local model when installed, else the no-LLM reader.")
 @handle_errors
 def repl(store: str, llm: str | None) -> None:
     """Interactive questions and answers over the store (:help inside)."""
     from .repl import run_repl
 
-    with _open(store) as memory:
+    with open_store(store) as memory:
         run_repl(memory, llm=llm)
 
 
 @main.command()
-@_store_option
+@store_option
 @click.option("--user", required=True, envvar="KGMEM_USER",
               help="Whose memory: every session of this user is recalled (env KGMEM_USER).")
 @click.option("--name", help="The user's name as a speaker (default: --user).")
@@ -348,7 +290,7 @@ def chat(store: str, user: str, name: str | None, llm: str | None) -> None:
     """Talk with the local model; each exchange is remembered and later sessions recall it (:help inside)."""
     from .chat import run_chat
 
-    with _open(store, must_exist=False) as memory:
+    with open_store(store, must_exist=False) as memory:
         run_chat(memory, user, llm=llm, name=name)
 
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import click
 
-from ..cli import _store_option, handle_errors
+from ..cli_options import handle_errors, store_option
 
 LLM_HELP = "auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive (env KGMEM_LLM)."
 
@@ -66,7 +66,7 @@ def _service(store: str, llm: str | None, threads: int | None):
 
 
 @click.command()
-@_store_option
+@store_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (anything but loopback "
               "needs --token).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
@@ -98,7 +98,7 @@ def serve(store: str, host: str, port: int, token: str | None, llm: str | None, 
 
 
 @click.command()
-@_store_option
+@store_option
 @click.option("--http", "over_http", is_flag=True, help="Streamable HTTP at http://HOST:PORT/mcp instead of stdio.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --http: address to bind (loopback only).")
 @click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535), help="With --http.")

@@ -1,0 +1,70 @@
+"""What every `kgmem` command shares: the --store and --json options, opening a store,
+printing one JSON object, and expected failures as one line. Its own module so that the
+commands defined outside cli.py (store_commands, serve.commands) import it without a cycle."""
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_STORE = "kgmem-store"
+
+
+def store_option(fn: Callable) -> Callable:
+    return click.option(
+        "--store", "store", envvar="KGMEM_STORE", default=DEFAULT_STORE, show_default=True,
+        type=click.Path(file_okay=False), help="Store directory (env KGMEM_STORE).",
+    )(fn)
+
+
+def json_option(fn: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
+
+
+def open_store(store: str, must_exist: bool = True, **kw: Any):
+    from .api import Memory
+    from .errors import NotFoundError
+
+    if must_exist and not (Path(store) / "kgmem.db").exists():
+        raise NotFoundError(f"no kgmem store at {store}: create one with `kgmem ingest PATH --store {store}`")
+    return Memory(store, **kw)
+
+
+def emit(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Expected failures print one line (no traceback unless --debug) and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import KgmemError
+
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except KgmemError as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except (ValueError, FileNotFoundError, PermissionError) as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except sqlite3.Error as exc:
+            if debug:
+                raise
+            click.echo(f"Error: the store's database failed: {exc} (try `kgmem check --repair`; "
+                       "--debug shows the traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper
