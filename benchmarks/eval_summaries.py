@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kgmem import Memory  # noqa: E402
 from kgmem.memory.store import Chunk  # noqa: E402
-from kgmem.pipelines.extracts import _SPEAKER, MIN_WORDS, split  # noqa: E402
+from kgmem.pipelines.extracts import MIN_WORDS, SPEAKER, split  # noqa: E402
 from kgmem.pipelines.summarize import SYSTEM, WHOLE_GUIDE, kind_of, speaker_label, window_of  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "qmsum"
@@ -82,7 +82,7 @@ def unnamed(text: str) -> str:
     excerpts leave out (`summarize.speaker_label`)."""
     lines = []
     for line in text.split("\n"):
-        m = _SPEAKER.match(line)
+        m = SPEAKER.match(line)
         lines.append(line[m.end():] if m and not speaker_label(m.group(1)) else line)
     return "\n".join(lines)
 
