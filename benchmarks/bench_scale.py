@@ -39,14 +39,14 @@ def corpus_and_questions() -> tuple[list[dict], list[str]]:
     return corpus, questions
 
 
-def measure(path: Path, questions: list[str], k: int) -> dict:
+def measure(path: Path, questions: list[str], k: int, profile: str = "default") -> dict:
     """Runs in its own process so open time and RSS belong to this store alone."""
 
     from kgmem import Config, Memory
     from kgmem.memory.passages import stopwords
 
     t0 = time.perf_counter()
-    mem = Memory(path, config=Config())  # this version's default settings, whatever the store saved
+    mem = Memory(path, config=Config.profile(profile))  # this version's settings, whatever the store saved
     open_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     mem.context(questions[0], k=k)
@@ -114,7 +114,7 @@ def measure(path: Path, questions: list[str], k: int) -> dict:
     return out
 
 
-def measure_start(path: Path, questions: list[str], k: int, way: str) -> dict:
+def measure_start(path: Path, questions: list[str], k: int, way: str, profile: str = "default") -> dict:
     """Time to the first question's context (retrieval + packing into the answering
     model's window: everything before generation) after open, in two fresh processes:
     `at_once`: warm-up started at open (as the REPL does), the question asked at once;
@@ -123,7 +123,7 @@ def measure_start(path: Path, questions: list[str], k: int, way: str) -> dict:
     from kgmem import Config, Memory
 
     t0 = time.perf_counter()
-    mem = Memory(path, config=Config())
+    mem = Memory(path, config=Config.profile(profile))
     open_s = time.perf_counter() - t0
     if way == "at_once":
         mem.warm()
@@ -146,22 +146,27 @@ def main() -> None:
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     ap.add_argument("--measure-start", help=argparse.SUPPRESS)
     ap.add_argument("--way", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", default="default", help="the stores' settings (Config.profile); "
+                    "writes results/scale_<profile>.json for another than default")
     args = ap.parse_args()
     corpus, questions = corpus_and_questions()
     if args.measure:
-        print(json.dumps(measure(Path(args.measure), questions, args.k)))
+        print(json.dumps(measure(Path(args.measure), questions, args.k, args.profile)))
         return
     if args.measure_start:
-        print(json.dumps(measure_start(Path(args.measure_start), questions, args.k, args.way)))
+        print(json.dumps(measure_start(Path(args.measure_start), questions, args.k, args.way, args.profile)))
         return
     from scale_store import build, load_pool
 
+    from kgmem import Config
+
     cache = Path(args.cache)
-    pool = load_pool(corpus, cache)
-    results = {"source": f"{len(corpus)} passages, {len(pool['sentences'])} sentences",
+    pool = load_pool(corpus, cache, args.profile)
+    suffix = "" if args.profile == "default" else f"_{args.profile}"
+    results = {"source": f"{len(corpus)} passages, {len(pool['sentences'])} sentences", "profile": args.profile,
                "pool_seconds": round(pool["seconds"], 1), "questions": len(questions), "stores": []}
     for n in args.sizes:
-        path = cache / f"store-{n}"
+        path = cache / f"store-{n}{suffix}"
         info_path = path / "scale.json"
         if not info_path.exists():
             if path.exists():
@@ -169,24 +174,25 @@ def main() -> None:
 
                 shutil.rmtree(path)  # a build that did not finish
             print(f"building {n:,} chunks in {path} ...", file=sys.stderr, flush=True)
-            build(path, pool, n)
+            build(path, pool, n, Config.profile(args.profile))
         info = json.loads(info_path.read_text())
         print(f"measuring {n:,} chunks ...", file=sys.stderr, flush=True)
         run = subprocess.run(
-            [sys.executable, __file__, "--measure", str(path), "-k", str(args.k)],
+            [sys.executable, __file__, "--measure", str(path), "-k", str(args.k), "--profile", args.profile],
             capture_output=True, text=True, check=True,
         )
         results["stores"].append({"build": info, **json.loads(run.stdout.strip().splitlines()[-1])})
         start: dict = {}
         for way in ("at_once", "after_warm"):
             run = subprocess.run(
-                [sys.executable, __file__, "--measure-start", str(path), "-k", str(args.k), "--way", way],
+                [sys.executable, __file__, "--measure-start", str(path), "-k", str(args.k), "--way", way,
+                 "--profile", args.profile],
                 capture_output=True, text=True, check=True,
             )
             start.update(json.loads(run.stdout.strip().splitlines()[-1]))
         results["stores"][-1]["start"] = start
         print(json.dumps(results["stores"][-1]), file=sys.stderr, flush=True)
-    out = ROOT / "benchmarks" / "results" / "scale.json"
+    out = ROOT / "benchmarks" / "results" / f"scale{suffix}.json"
     out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

@@ -46,8 +46,9 @@ def main() -> None:
     with Memory(store, config=config if new else None) as mem:
         modes = args.modes.split(",") if args.modes else None
         results, info = run_eval(mem, args.dataset, modes=modes, limit=args.limit, reference=False)
-        info["profile"] = {k: getattr(mem.config, k) for k in ("embedder_runtime", "graph_extraction")}
-    torch_embed = shared_embedder(config.embedder, threads=config.threads).embed
+        info["profile"] = {k: getattr(mem.config, k) for k in ("embedder", "embedder_runtime", "embedder_precision",
+                                                              "graph_extraction")}
+    torch_embed = shared_embedder(Config().embedder, threads=config.threads).embed
     results.insert(0, dense_reference(load_dataset(args.dataset, args.limit), torch_embed))
     info["total_seconds"] = round(time.perf_counter() - t0, 1)
     info["machine"] = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}

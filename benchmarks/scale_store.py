@@ -38,11 +38,24 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 BLOCK = 50_000  # chunks written per transaction
 
 
-def load_pool(corpus: list[dict], cache: Path) -> dict:
-    """Sentences of the corpus with their vectors and facts (cached)."""
-    path = cache / f"pool-{len(corpus)}.pkl"
+def load_pool(corpus: list[dict], cache: Path, profile: str = "default") -> dict:
+    """Sentences of the corpus with their vectors and facts (cached). Another profile's pool
+    is the default one with its sentences and titles embedded by that profile's embedder."""
+    path = cache / (f"pool-{len(corpus)}.pkl" if profile == "default" else f"pool-{len(corpus)}-{profile}.pkl")
     if path.exists():
         return pickle.loads(path.read_bytes())
+    if profile != "default":
+        from kgmem.memory.embedders import make_embedder
+
+        pool = dict(load_pool(corpus, cache))
+        cfg = Config.profile(profile)
+        embedder = make_embedder(cfg.embedder, cfg.embedder_runtime, threads=cfg.threads)
+        t0 = time.perf_counter()
+        pool["sentence_vectors"] = embedder.embed(pool["sentences"])
+        pool["title_vectors"] = embedder.embed(pool["titles"])
+        pool["seconds"] = time.perf_counter() - t0
+        path.write_bytes(pickle.dumps(pool))
+        return pool
     from kgmem.graph.extract import shared_extractor
     from kgmem.memory.embedders import shared_embedder
 

@@ -135,6 +135,23 @@ class Memory(Upkeep):
             torch.set_num_threads(self.config.threads)
         return self.config
 
+    def use_profile(self, name: str) -> Config:
+        """Run with a named profile's settings (config.PROFILES) on this store. A profile
+        whose embedder differs from the one the store was built with is refused: its
+        vectors would be of another space (`static` needs a store of its own)."""
+        from .config import PROFILES, STRUCTURAL
+        from .errors import StoreMismatchError
+
+        wanted = Config.profile(name)
+        clash = [k for k in STRUCTURAL if getattr(wanted, k) != getattr(self.config, k)]
+        if clash or ("static" in (wanted.embedder_runtime, self.config.embedder_runtime)
+                     and wanted.embedder_runtime != self.config.embedder_runtime):
+            raise StoreMismatchError(
+                f"{self.path} was built with the embedder {self.config.embedder} ({self.config.embedder_runtime}); "
+                f"profile {name!r} embeds with {wanted.embedder} ({wanted.embedder_runtime}): use a new store for it"
+            )
+        return self.configure(**{k: v for k, v in PROFILES[name].items() if k not in STRUCTURAL})
+
     # ------------------------------------------------------------------ writing
     def ingest(
         self,

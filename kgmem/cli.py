@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import emit, handle_errors, json_option, open_store, store_option
+from .cli_options import emit, handle_errors, json_option, open_store, open_with_profile, store_option
 from .config import PROFILES, Config
 from .render import ProgressLine, report_text
 
@@ -54,8 +54,9 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
 @click.option("--profile", metavar="|".join(PROFILES), envvar="KGMEM_PROFILE",
               help="Settings bundle: 'fast' embeds with int8 ONNX Runtime; 'fastest' also builds a "
-              "NER-only graph (README \"Speed\"). A new store keeps it; on an existing store it "
-              "applies to this run only (env KGMEM_PROFILE).")
+              "NER-only graph; 'static' embeds with a table distilled from MiniLM (its own stores only; "
+              "README \"Speed\"). A new store keeps it; on an existing store it applies to this run only "
+              "(env KGMEM_PROFILE).")
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
 @click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
@@ -76,11 +77,8 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
     """
     from .pipelines.readers import ReaderOptions
 
-    new = not (Path(store) / "kgmem.db").exists()
-    chosen = Config.profile(profile) if profile else None  # an unknown name: one line, before anything opens
-    memory = open_store(store, must_exist=False, **({"config": chosen} if chosen and new else {}))
+    memory, new = open_with_profile(store, profile)
     if profile and not new:
-        memory.configure(**PROFILES[profile])
         click.echo(f"note: {store} exists: --profile {profile} applies to this run only; the store keeps "
                    "the settings it was created with", err=True)
     memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}),
@@ -208,10 +206,11 @@ def summarize(doc_id: str | None, store: str, query: str | None, words: int, llm
               "answer, time to first token and prompt tokens, beside naive RAG with the same model. "
               "auto | llama[:MODEL|PATH.gguf] | openai[:MODEL] | extractive.")
 @click.option("--budget", type=int, help="Context window in tokens for the answers (default: the model's).")
+@click.option("--profile", metavar="|".join(PROFILES), help="Settings of the benchmark's new store (default: default).")
 @json_option
 @handle_errors
 def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: str | None, no_reference: bool,
-                 per_question: bool, llm: str | None, budget: int | None, as_json: bool) -> None:
+                 per_question: bool, llm: str | None, budget: int | None, profile: str | None, as_json: bool) -> None:
     """Retrieval recall@2/5/10 on a bench set (shared/bench protocol), every mode from one
     run; with --llm, answer quality and speed too. Never touches your own store."""
     import tempfile
@@ -219,7 +218,7 @@ def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: 
     from .eval import format_answers, format_table, results_json, run_eval
 
     with tempfile.TemporaryDirectory(prefix="kgmem-eval-") as tmp:
-        with open_store(store or str(Path(tmp) / "store"), must_exist=False) as memory:
+        with open_with_profile(store or str(Path(tmp) / "store"), profile)[0] as memory:
             progress = ProgressLine(None, enabled=not as_json)
             results, info = run_eval(memory, dataset_dir, modes=modes.split(",") if modes else None, limit=limit,
                                      reference=not no_reference, on_progress=progress, llm=llm, budget=budget)
@@ -237,7 +236,8 @@ def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: 
 
 @main.command()
 @click.option("--prepare", "prepare_name", metavar="NAME",
-              help="Assemble and verify NAME now (default model: qwen2.5-1.5b) instead of at the first question.")
+              help="Assemble and verify NAME now (default model: qwen2.5-1.5b) instead of at the first question; "
+              "or distil the static embedder (all-MiniLM-L6-v2-static) instead of at its first use.")
 @json_option
 @handle_errors
 def models(prepare_name: str | None, as_json: bool) -> None:
@@ -245,9 +245,14 @@ def models(prepare_name: str | None, as_json: bool) -> None:
     from .pipelines.llm import models as llm_models
 
     if prepare_name:
+        from .memory.embedders.static import StaticEmbedder, is_static
         from .pipelines.llm.llama import LlamaBackend
 
         t0 = time.perf_counter()
+        if is_static(prepare_name):
+            embedder = StaticEmbedder(prepare_name, threads=Config().threads)
+            click.echo(f"{prepare_name}: {embedder.dim}-d, {embedder.path} ({time.perf_counter() - t0:.1f}s)")
+            return
         backend = LlamaBackend(prepare_name, context_window=512, threads=1)
         backend.wait_loaded()
         click.echo(f"{prepare_name}: verified, {backend.path} ({time.perf_counter() - t0:.1f}s)")

@@ -36,6 +36,24 @@ def open_store(store: str, must_exist: bool = True, **kw: Any):
     return Memory(store, **kw)
 
 
+def open_with_profile(store: str, profile: str | None) -> tuple[Any, bool]:
+    """Open (or create) a store with a named profile: a new store is built with it and keeps
+    it; an existing one runs with it (refused when it embeds otherwise). Also says whether
+    the store is new."""
+    from .config import Config
+
+    new = not (Path(store) / "kgmem.db").exists()
+    chosen = Config.profile(profile) if profile else None  # an unknown name: one line, before anything opens
+    memory = open_store(store, must_exist=False, **({"config": chosen} if chosen and new else {}))
+    if profile and not new:
+        try:
+            memory.use_profile(profile)
+        except Exception:
+            memory.close()
+            raise
+    return memory, new
+
+
 def emit(obj: Any) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False, default=str))
 

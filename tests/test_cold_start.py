@@ -17,7 +17,16 @@ from kgmem.memory.embedders.numpy_bert import supported
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_numpy_encoder_gives_the_torch_models_vectors(embedder, wiki_records, wiki_questions):
+@pytest.fixture(scope="module")
+def fp32_embedder():
+    """The torch model in float32 (the session's `embedder` runs bfloat16 on a CPU with AMX)."""
+    from kgmem.memory.embedders import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(threads=2, precision="fp32")
+
+
+def test_numpy_encoder_gives_the_torch_models_vectors(fp32_embedder, wiki_records, wiki_questions):
+    embedder = fp32_embedder
     enc = NumpyBertEncoder(model_path("all-MiniLM-L6-v2"))
     questions = [q["question"] for q in wiki_questions[:8]]
     long = " ".join(r["text"] for r in wiki_records[:6])  # well past 256 tokens: truncated like torch's

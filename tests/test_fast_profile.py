@@ -63,3 +63,21 @@ def test_unknown_profile_and_runtime_are_clear_errors(tmp_path):
         Config.profile("turbo")
     with pytest.raises(KgmemError, match="unknown embedder_runtime"):
         make_embedder("all-MiniLM-L6-v2", "tensorrt")
+
+
+def test_bf16_autocast_keeps_the_vector_space(embedder, wiki_records):
+    """bfloat16 matrix products (auto where the CPU has AMX) give the float32 model's vectors
+    to cosine 0.999+: one store, whichever precision embedded it."""
+    from kgmem.memory.embedders import SentenceTransformerEmbedder
+    from kgmem.memory.embedders.sentence import amx_tiles
+
+    assert embedder.precision == ("bf16" if amx_tiles() else "fp32")  # the session's: precision "auto"
+    fp32 = SentenceTransformerEmbedder(threads=2, precision="fp32")
+    bf16 = SentenceTransformerEmbedder(threads=2, precision="bf16")
+    texts = [r["title"] + "\n" + r["text"] for r in wiki_records[:64]]
+    a, b = fp32.embed(texts), bf16.embed(texts)
+    assert a.dtype == b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-4)
+    assert (a * b).sum(1).min() > 0.999
+    assert (np.argsort(-(a @ b.T), axis=1)[:, 0] == np.arange(len(texts))).all()
+    with pytest.raises(ValueError, match="embedder_precision"):
+        Config(embedder_precision="fp8")

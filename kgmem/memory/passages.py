@@ -112,7 +112,7 @@ class PassageStore:
         if self._embedder is None:
             self._embedder = shared_embedder(
                 self.config.embedder, batch_size=self.config.embed_batch_size, threads=self.config.threads,
-                runtime=self.config.embedder_runtime,
+                runtime=self.config.embedder_runtime, precision=self.config.embedder_precision,
             )
         emb = self._embedder
         if emb.dim != self.config.embedding_dim:

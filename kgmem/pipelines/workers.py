@@ -34,7 +34,8 @@ def _init(config_json: str, graph: bool) -> None:
     cfg = Config.from_dict(json.loads(config_json)).replace(threads=1)
     bound_allocations(cfg.malloc_mmap_mb)
     _STATE["config"] = cfg
-    _STATE["embedder"] = make_embedder(cfg.embedder, cfg.embedder_runtime, batch_size=cfg.embed_batch_size, threads=1)
+    _STATE["embedder"] = make_embedder(cfg.embedder, cfg.embedder_runtime, batch_size=cfg.embed_batch_size, threads=1,
+                                       precision=cfg.embedder_precision)
     _STATE["extractor"] = make_extractor(cfg.spacy_model, cfg.graph_extraction) if graph else None
 
 

@@ -9,32 +9,42 @@ from .base import Embedder, model_path
 from .numpy_bert import NumpyBertEncoder, supported
 from .onnxint8 import OnnxInt8Embedder
 from .sentence import SentenceTransformerEmbedder
+from .static import StaticEmbedder, is_static
 
 # The runtimes by the name the config gives (`embedder_runtime`); each takes
-# (name, batch_size=, threads=) and gives the same vector space.
+# (name, batch_size=, threads=). torch and onnx-int8 give the same vector space for one
+# name; "static" is a table distilled from a transformer, named `<source>-static`.
 RUNTIMES: dict[str, Callable[..., Embedder]] = {
     "torch": SentenceTransformerEmbedder,
     "onnx-int8": OnnxInt8Embedder,
+    "static": StaticEmbedder,
 }
 
 
-def make_embedder(name: str, runtime: str = "torch", batch_size: int = 32, threads: int | None = None) -> Embedder:
+def make_embedder(name: str, runtime: str = "torch", batch_size: int = 32, threads: int | None = None,
+                  precision: str = "auto") -> Embedder:
     if runtime not in RUNTIMES:
         raise KgmemError(f"unknown embedder_runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if is_static(name) != (runtime == "static"):
+        raise KgmemError(f"embedder {name!r} cannot run on embedder_runtime {runtime!r}: a static embedder "
+                         "(a name ending in '-static') runs only on 'static' (--profile static)")
+    if runtime == "torch":  # the one runtime with a choice of precision (config.embedder_precision)
+        return SentenceTransformerEmbedder(name, batch_size=batch_size, threads=threads, precision=precision)
     return RUNTIMES[runtime](name, batch_size=batch_size, threads=threads)
 
 
-_LOADED: dict[tuple[str, str, int], Embedder] = {}
+_LOADED: dict[tuple[str, str, int, str], Embedder] = {}
 _LOADING = threading.Lock()
 
 
-def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None, runtime: str = "torch") -> Embedder:
-    """One loaded model per process, name and runtime: opening several stores costs one
-    load, and two threads asking at once (a warm-up and a first question) wait for one."""
-    key = (name, runtime, batch_size)
+def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None, runtime: str = "torch",
+                    precision: str = "auto") -> Embedder:
+    """One loaded model per process, name, runtime and precision: opening several stores
+    costs one load, and two threads asking at once (a warm-up and a first question) wait for one."""
+    key = (name, runtime, batch_size, precision)
     with _LOADING:
         if key not in _LOADED:
-            _LOADED[key] = make_embedder(name, runtime, batch_size=batch_size, threads=threads)
+            _LOADED[key] = make_embedder(name, runtime, batch_size=batch_size, threads=threads, precision=precision)
             return _LOADED[key]
     if threads:
         import torch
@@ -46,7 +56,7 @@ def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None,
 def loaded_embedder(name: str, runtime: str = "torch") -> Embedder | None:
     """An embedder for `name` this process has already loaded (any batch size), or None."""
     with _LOADING:
-        return next((e for (n, r, _), e in _LOADED.items() if n == name and r == runtime), None)
+        return next((e for (n, r, _, _), e in _LOADED.items() if n == name and r == runtime), None)
 
 
 _QUERY: dict[str, NumpyBertEncoder | None] = {}

@@ -1,0 +1,71 @@
+"""The static profile: a model2vec table distilled from the packaged MiniLM, on real text.
+
+The table is distilled once into KGMEM_CACHE (`make install` does it; else the first
+use here, about a minute) and read from there.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kgmem import Config, Memory
+from kgmem.errors import KgmemError, StoreMismatchError
+
+pytest.importorskip("model2vec")
+
+
+@pytest.fixture(scope="module")
+def static():
+    from kgmem.memory.embedders import StaticEmbedder
+
+    return StaticEmbedder(threads=2)
+
+
+def test_static_vectors_are_unit_length_and_rank_a_passage_first(static, wiki_records):
+    texts = [r["title"] + "\n" + r["text"] for r in wiki_records[:64]]
+    vectors = static.embed(texts)
+    assert vectors.shape == (64, Config.profile("static").embedding_dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    # a passage's own title finds it among the 64 (a lookup table, yet a vector space)
+    titles = static.embed([r["title"] for r in wiki_records[:64]])
+    first = np.argmax(titles @ vectors.T, axis=1)
+    assert (first == np.arange(64)).mean() > 0.8
+    assert static.embed([]).shape == (0, vectors.shape[1])
+
+
+def test_static_store_chunks_as_the_default_store_does(static, embedder, wiki_records):
+    from kgmem.memory.passages import chunk_document
+    from kgmem.memory.store import Document
+
+    long = Document(id="long", title="Long", text=" ".join(r["text"] for r in wiki_records[:12]))
+    a = chunk_document(long, static, Config.profile("static"))
+    b = chunk_document(long, embedder, Config())
+    assert len(a) > 2 and [(c.start, c.end, c.text) for c in a] == [(c.start, c.end, c.text) for c in b]
+
+
+def test_static_profile_store_is_searchable_remembered_and_never_mixed(static, tmp_path, wiki_records, extractor):
+    store = tmp_path / "s"
+    with Memory(store, config=Config.profile("static"), extractor=extractor) as mem:
+        report = mem.ingest(wiki_records[:60])
+        assert report.added == 60 and not report.failed
+        assert mem.check() == []
+    with Memory(store, extractor=extractor) as mem:  # read with the embedder it was built with
+        assert mem.config.embedder == "all-MiniLM-L6-v2-static" and mem.passages.embedder.runtime == "static"
+        record = wiki_records[7]
+        assert record["id"] in {h.doc_id for h in mem.search(record["title"], k=5)}
+        assert mem.stats()["embedder"] == "all-MiniLM-L6-v2-static"
+        with pytest.raises(StoreMismatchError, match="use a new store"):
+            mem.use_profile("fast")
+    with pytest.raises(StoreMismatchError, match="embedder"):
+        Memory(store, config=Config())  # MiniLM's vectors into a static store: refused
+    with Memory(tmp_path / "d", config=Config()) as mem, pytest.raises(StoreMismatchError, match="use a new store"):
+        mem.use_profile("static")
+
+
+def test_a_static_name_runs_only_on_the_static_runtime():
+    from kgmem.memory.embedders import make_embedder
+
+    with pytest.raises(KgmemError, match="only on 'static'"):
+        make_embedder("all-MiniLM-L6-v2-static", "torch")
+    with pytest.raises(KgmemError, match="only on 'static'"):
+        make_embedder("all-MiniLM-L6-v2", "static")
