@@ -81,7 +81,8 @@ def main() -> None:
     chunk_texts: list[str] = []
     embed_texts: list[str] = []
     for name in args.profiles.split(","):
-        cfg = Config(embedder_precision="fp32") if name == "default-fp32" else Config.profile(name)
+        # One process first (workers=1: the static profiles' auto would start workers), then two workers.
+        cfg = (Config(embedder_precision="fp32") if name == "default-fp32" else Config.profile(name)).replace(workers=1)
         embedder = make_embedder(cfg.embedder, cfg.embedder_runtime, batch_size=cfg.embed_batch_size,
                                  threads=cfg.threads, precision=cfg.embedder_precision)
         ner = make_extractor(cfg.spacy_model, "ner") if cfg.graph_extraction == "ner" else None

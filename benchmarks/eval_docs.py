@@ -28,7 +28,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgmem import Memory  # noqa: E402
+from kgmem import Config, Memory  # noqa: E402
 from kgmem.pipelines import readers  # noqa: E402
 
 KS = (1, 3, 5)
@@ -45,10 +45,10 @@ def norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_reader(name: str, pages: list[Path], questions: list[dict], store: Path) -> dict:
+def run_reader(name: str, pages: list[Path], questions: list[dict], store: Path, profile: str = "default") -> dict:
     patch = mock.patch.object(readers, "_main_content", lambda html: "") if name == "all text" else mock.patch.object(
         readers, "_main_content", readers._main_content)
-    with patch, Memory(store) as mem:
+    with patch, Memory(store, Config.profile(profile)) as mem:
         t0 = time.perf_counter()
         report = mem.ingest(pages)
         seconds = time.perf_counter() - t0
@@ -140,9 +140,22 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "docs.json"))
     ap.add_argument("--wiki", default=str(ROOT.parent / "shared" / "bench" / "musique" / "corpus.jsonl"),
                     help="Wikipedia passages to compare the cost per word with (the first 600)")
+    ap.add_argument("--profiles", help="instead: kgmem's reader under each of these profiles (e.g. default,static), "
+                    "written to results/docs_profiles.json")
     args = ap.parse_args()
     pages = sorted(Path(args.pages).glob("*.html"))
     questions = [json.loads(line) for line in Path(args.questions).open(encoding="utf-8") if line.strip()]
+    if args.profiles:
+        by_profile = {}
+        with tempfile.TemporaryDirectory(prefix="kgmem-docs-") as tmp:
+            for name in args.profiles.split(","):
+                by_profile[name] = run_reader("main content", pages, questions, Path(tmp) / name, name)
+                modes = by_profile[name]["modes"]
+                print(name, {m: r["hit"] for m, r in modes.items()}, flush=True)
+        out = Path(args.out).with_name("docs_profiles.json")
+        out.write_text(json.dumps({"pages": len(pages), "questions": len(questions), "profiles": by_profile}, indent=1))
+        print(f"wrote {out}")
+        return
     results = {"pages": len(pages), "questions": len(questions), "readers": {}}
     with tempfile.TemporaryDirectory(prefix="kgmem-docs-") as tmp:
         for i, name in enumerate(("main content", "all text")):

@@ -49,7 +49,8 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 @store_option
 @click.option("--glob", help="Only files whose path matches this pattern (e.g. '*.md').")
 @click.option("--workers", type=int, help="Worker processes that chunk, embed and parse, one thread each "
-              "(env KGMEM_WORKERS; default 1: this process, KGMEM_THREADS threads).")
+              "(env KGMEM_WORKERS; default auto: this process with KGMEM_THREADS threads, or with the static "
+              "embedder one worker per thread when the input is more than one batch).")
 @click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
 @click.option("--profile", metavar="|".join(PROFILES), envvar="KGMEM_PROFILE",

@@ -270,6 +270,21 @@ def results_json(results: Sequence[ModeResult], extra: dict[str, Any] | None = N
     return out
 
 
+def refuse_foreign(memory: Any, dataset: Dataset) -> None:
+    """StoreMismatchError when the store holds a document that is not in the dataset's corpus
+    (a long document's parts count as the document they are part of)."""
+    from .errors import StoreMismatchError
+
+    ids = {d["id"] for d in dataset.corpus}
+    foreign = [row["id"] for row in memory.documents(limit=None) if row.get("part_of", row["id"]) not in ids]
+    if foreign:
+        raise StoreMismatchError(
+            f"{memory.path} holds {len(foreign):,} document{'s' if len(foreign) > 1 else ''} that the benchmark "
+            f"{dataset.name} does not (e.g. {foreign[0]!r}): eval builds its own store, so give it a new or empty "
+            "--store, or one it built"
+        )
+
+
 def run_eval(
     memory: Any,
     dataset_dir: str | Path,
@@ -280,8 +295,11 @@ def run_eval(
     llm: str | None = None,
     budget: int | None = None,
 ) -> tuple[list[ModeResult], dict[str, Any]]:
-    """Ingest the dataset's corpus into `memory` (a Memory), then score each mode."""
+    """Ingest the dataset's corpus into `memory` (a Memory), then score each mode. A store
+    that holds documents the benchmark does not is refused before anything is written:
+    eval builds or reuses only an empty store or one it built itself."""
     dataset = load_dataset(dataset_dir, limit)
+    refuse_foreign(memory, dataset)
     t0 = time.perf_counter()
     report = memory.ingest(
         [{"id": d["id"], "title": d.get("title", ""), "text": d["text"]} for d in dataset.corpus],

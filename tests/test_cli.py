@@ -179,3 +179,19 @@ def test_repl_in_a_pseudo_terminal(cli_store, tmp_path):
     # history is the user's, kept out of the store
     assert "Who was the first president" in (tmp_path / "data" / "repl_history").read_text()
     assert not (cli_store / "repl_history").exists()
+
+
+def test_eval_and_a_profile_that_embeds_otherwise_leave_a_users_store_alone(tmp_path):
+    store = tmp_path / "mine"
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Harbour notes\n\nThe Tromsø harbour master is Ingrid Solberg.\n", encoding="utf-8")
+    kgmem("ingest", str(notes), "--store", str(store), "--no-graph", "-q", check=True)
+    # a benchmark is never ingested into a store holding other documents
+    proc = kgmem("eval", str(DATA), "--store", str(store))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "does not" in proc.stderr and "notes.md" in proc.stderr
+    # the static embedder's vectors never join MiniLM's
+    proc = kgmem("ingest", str(DATA / "wiki-300.jsonl"), "--store", str(store), "--profile", "static")
+    assert proc.returncode == 1 and "use a new store" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    stats = json.loads(kgmem("stats", "--store", str(store), "--json", check=True).stdout)
+    assert stats["documents"] == 1 and stats["embedder"] == "all-MiniLM-L6-v2"

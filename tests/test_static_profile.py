@@ -62,6 +62,25 @@ def test_static_profile_store_is_searchable_remembered_and_never_mixed(static, t
         mem.use_profile("static")
 
 
+def test_static_ingest_starts_workers_for_more_than_one_batch_and_stores_the_same(tmp_path, wiki_records, extractor):
+    """Auto workers: spaCy on every core once embedding is cheap; a store the same as one
+    process makes (chunks, vectors, facts)."""
+    records = wiki_records[:48]
+    stores = {}
+    for name, batch in (("one", 256), ("many", 16)):  # one batch: in this process; three: in two workers
+        config = Config.profile("static", docs_per_batch=batch, threads=2)
+        assert config.workers == 0 and config.ingest_workers() == 2
+        with Memory(tmp_path / name, config=config, extractor=extractor) as mem:
+            assert mem.ingest(records).added == len(records)
+            ids = sorted(mem.passages.sql.chunk_ids())
+            chunks = mem.passages.sql.chunks(ids)
+            stores[name] = ([(c.doc_id, c.start, c.end, c.text) for c in (chunks[i] for i in ids)],
+                            mem.passages.vectors.vectors(np.array(ids)), mem.graph.counts())
+    assert stores["one"][0] == stores["many"][0] and stores["one"][2] == stores["many"][2]
+    assert np.abs(stores["one"][1] - stores["many"][1]).max() < 1e-5
+    assert Config().ingest_workers() == 1 and Config(workers=3).ingest_workers() == 3
+
+
 def test_a_static_name_runs_only_on_the_static_runtime():
     from kgmem.memory.embedders import make_embedder
 

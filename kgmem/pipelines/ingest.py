@@ -7,6 +7,8 @@ end; a crash in between is repaired on the next open (see PassageStore.reconcile
 """
 from __future__ import annotations
 
+import itertools
+
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -175,14 +177,21 @@ def ingest(
     parts = Parts(track_whole=passages.sql.has_parts())
     batches = _batches(iter_documents(items, options), cfg.docs_per_batch, cfg.batch_chars, options.part_chars,
                        report, parts)
+    workers = cfg.ingest_workers()
+    if workers > 1 and not cfg.workers:
+        # Auto: an input of one batch (a note, a request to the server) is done before
+        # the workers would have loaded their models.
+        head = list(itertools.islice(batches, 2))
+        workers = workers if len(head) > 1 else 1
+        batches = itertools.chain(head, batches)
     pool = None
     try:
-        if cfg.workers > 1:
+        if workers > 1:
             from .workers import WorkerPool
 
             # Started on the first batch with work: re-running over unchanged input
             # should not pay for loading the models in every worker.
-            pool = WorkerPool.lazy(cfg, graph=graph is not None)
+            pool = WorkerPool.lazy(cfg.replace(workers=workers), graph=graph is not None)
             _run_parallel(passages, graph, batches, report, pool, progress)
         else:
             for n, batch in enumerate(batches, 1):
