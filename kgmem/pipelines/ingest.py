@@ -8,7 +8,6 @@ end; a crash in between is repaired on the next open (see PassageStore.reconcile
 from __future__ import annotations
 
 import itertools
-
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field

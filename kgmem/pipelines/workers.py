@@ -1,9 +1,11 @@
 """Worker processes for ingest: each loads the embedder and spaCy once, with one thread,
 and turns batches of documents into chunks, vectors and facts.
 
-They pay where there are more cores than torch uses well. On 2 cores they do not:
-torch already uses both, and starting the workers costs ~7 s (README "Speed" has the
-measurements). SQLite and FAISS writes stay in the parent, so there is still one writer.
+They pay where there are more cores than torch uses well. On 2 cores they do not with
+MiniLM: torch already uses both, and starting the workers costs ~7 s. With the static
+embedder spaCy is the bound and runs on one core, so there they do (1.7x; README
+"Profiles"), and Config.ingest_workers() starts them by itself. SQLite and FAISS writes
+stay in the parent, so there is still one writer.
 """
 from __future__ import annotations
 
