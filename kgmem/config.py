@@ -68,8 +68,8 @@ class Config:
     # "static" for a static embedder (`<source>-static`, distilled with model2vec).
     embedder_runtime: str = "torch"
     # How the torch runtime multiplies (KGMEM_EMBEDDER_PRECISION): "auto" runs MiniLM under
-    # bfloat16 autocast where the CPU has AMX tiles (2.1x faster here, vectors at cosine
-    # 0.99997 to fp32's: the same store; README "bfloat16 on AMX"), else float32.
+    # bfloat16 autocast where the CPU has AMX tiles (2x faster here, vectors at cosine
+    # 0.99997 to fp32's: the same store; README "Profiles"), else float32.
     embedder_precision: str = field(default_factory=lambda: os.environ.get("KGMEM_EMBEDDER_PRECISION") or "auto")
     # "full": named entities, noun phrases and parsed relations; "ner": named entities and
     # co-occurrence only (spaCy without tagger, parser and lemmatizer).

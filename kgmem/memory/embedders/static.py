@@ -52,7 +52,8 @@ def table_path(name: str, pca_dims: int | None = PCA_DIMS, sif: float | None = S
 
     source = model_path(source_of(name))
     key = f"{source}|{pca_dims}|{sif}|{model2vec.__version__}"
-    return cache_dir() / "static" / f"{Path(source).name}-{pca_dims}d-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+    label = Path(source_of(name)).name  # a model's name, or a local model folder's
+    return cache_dir() / "static" / f"{label}-{pca_dims}d-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
 
 def distill(name: str, target: Path, pca_dims: int | None = PCA_DIMS, sif: float | None = SIF,
@@ -67,7 +68,7 @@ def distill(name: str, target: Path, pca_dims: int | None = PCA_DIMS, sif: float
     if threads:
         torch.set_num_threads(threads)
     source = model_path(source_of(name))
-    log.warning("distilling the static embedder from %s (once, about a minute) into %s", Path(source).name, target)
+    log.warning("distilling the static embedder from %s (once: 15 s on 2 cores here) into %s", source_of(name), target)
     with offline():
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
