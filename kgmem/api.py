@@ -131,7 +131,7 @@ class Memory(Upkeep):
             self.passages._embedder = None  # loaded again, with the new runtime or precision, when next needed
         if "graph_extraction" in changes and changes["graph_extraction"] != self.graph.extraction:
             self.graph.extraction, self.graph._extractor = changes["graph_extraction"], None
-        if "threads" in changes and self.passages._embedder is not None:
+        if "threads" in changes and self.passages._embedder is not None and self.config.embedder_runtime != "static":
             import torch
 
             torch.set_num_threads(self.config.threads)

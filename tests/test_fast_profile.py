@@ -1,10 +1,11 @@
-"""The fast profiles: int8 ONNX embedder (fast), plus the NER-only graph (fastest), on real text and models."""
+"""The fast profile (int8 ONNX embedder) and bfloat16 MiniLM, on real text and models; the static
+profiles are in test_static_profile.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kgmem import Config, Memory
+from kgmem import Config
 
 pytest.importorskip("onnxruntime")
 
@@ -36,23 +37,6 @@ def test_int8_embedder_stays_in_the_same_vector_space(onnx_cache, embedder, wiki
     # the nearest passage of each passage is (almost always) the same under both
     agree = (np.argsort(-(a @ b.T), axis=1)[:, 0] == np.arange(len(texts))).mean()
     assert agree > 0.95
-
-
-def test_fastest_profile_store_is_searchable_and_remembered(onnx_cache, tmp_path, wiki_records, wiki_questions):
-    with Memory(tmp_path / "s", config=Config.profile("fastest")) as mem:
-        report = mem.ingest(wiki_records[:80])
-        assert report.added == 80 and not report.failed
-        counts = mem.graph.counts()
-        # NER-only: named entities and co-occurrence, no parsed relations or noun phrases
-        assert counts["entities"] > 100 and counts["co_occurrences"] > 100 and counts["relations"] == 0
-        assert mem.check() == []
-    with Memory(tmp_path / "s") as mem:
-        assert mem.config.embedder_runtime == "onnx-int8" and mem.config.graph_extraction == "ner"
-        record = wiki_records[10]
-        hits = mem.search(record["title"], k=5)
-        assert record["id"] in {h.doc_id for h in hits}
-        assert mem.passages.embedder.runtime == "onnx-int8"
-        assert mem.stats()["embedder_runtime"] == "onnx-int8" and mem.stats()["graph_extraction"] == "ner"
 
 
 def test_unknown_profile_and_runtime_are_clear_errors(tmp_path):

@@ -62,6 +62,22 @@ def test_static_profile_store_is_searchable_remembered_and_never_mixed(static, t
         mem.use_profile("static")
 
 
+def test_fastest_profile_store_is_searchable_and_remembered(tmp_path, wiki_records):
+    with Memory(tmp_path / "s", config=Config.profile("fastest")) as mem:
+        report = mem.ingest(wiki_records[:80])
+        assert report.added == 80 and not report.failed
+        counts = mem.graph.counts()
+        # NER-only: named entities and co-occurrence, no parsed relations or noun phrases
+        assert counts["entities"] > 100 and counts["co_occurrences"] > 100 and counts["relations"] == 0
+        assert mem.check() == []
+    with Memory(tmp_path / "s") as mem:
+        assert mem.config.embedder_runtime == "static" and mem.config.graph_extraction == "ner"
+        record = wiki_records[10]
+        assert record["id"] in {h.doc_id for h in mem.search(record["title"], k=5)}
+        assert mem.passages.embedder.runtime == "static"
+        assert mem.stats()["embedder_runtime"] == "static" and mem.stats()["graph_extraction"] == "ner"
+
+
 def test_static_ingest_starts_workers_for_more_than_one_batch_and_stores_the_same(tmp_path, wiki_records, extractor):
     """Auto workers: spaCy on every core once embedding is cheap; a store the same as one
     process makes (chunks, vectors, facts)."""

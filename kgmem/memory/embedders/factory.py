@@ -46,7 +46,7 @@ def shared_embedder(name: str, batch_size: int = 32, threads: int | None = None,
         if key not in _LOADED:
             _LOADED[key] = make_embedder(name, runtime, batch_size=batch_size, threads=threads, precision=precision)
             return _LOADED[key]
-    if threads:
+    if threads and runtime != "static":  # a static table needs no torch: never import it for one
         import torch
 
         torch.set_num_threads(threads)

@@ -28,7 +28,7 @@ from .base import model_path, token_offsets
 log = logging.getLogger("kgmem")
 
 SUFFIX = "-static"
-# Chosen by measurement (README "A static embedder"): PCA to 256 dimensions and
+# Chosen by measurement (README "Profiles", benchmarks/eval_static.py): PCA to 256 dimensions and
 # model2vec's default SIF weighting; the model's own vocabulary.
 PCA_DIMS = 256
 SIF = 1e-4
@@ -108,7 +108,8 @@ class StaticEmbedder:
             path.parent.mkdir(parents=True, exist_ok=True)
             distill(name, path, pca_dims, sif, threads=threads)
         self.path = path
-        self.model = StaticModel.from_pretrained(str(path))
+        with offline():  # a local folder; never the hub
+            self.model = StaticModel.from_pretrained(str(path))
         self.dim = int(self.model.dim)
         source = Path(model_path(source_of(name)))
         self._counter = Tokenizer.from_file(str(source / "tokenizer.json"))
