@@ -149,7 +149,8 @@ class Config:
                 raise SettingError(f"{name}={getattr(self, name)!r}: expected a whole number, 0 or more")
         if self.embedder_precision not in PRECISIONS:
             raise SettingError(
-                f"embedder_precision={self.embedder_precision!r}: expected one of {', '.join(PRECISIONS)}"
+                f"embedder_precision={self.embedder_precision!r} (KGMEM_EMBEDDER_PRECISION): "
+                f"expected one of {', '.join(PRECISIONS)}"
             )
         if not 0.0 <= self.fact_share < 1.0:
             raise SettingError(f"fact_share={self.fact_share!r}: expected a share from 0 to below 1")
