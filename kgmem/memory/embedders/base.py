@@ -38,6 +38,25 @@ def model_path(name: str) -> str:
     )
 
 
+def counting_tokenizer(model_dir: str | Path) -> Any:
+    """The model's Rust tokenizer for counting whole texts: no truncation, no padding."""
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
+
+
+def max_seq_length(model_dir: str | Path, default: int) -> int:
+    """A sentence-transformers model's max_seq_length (its sentence_bert_config.json), in
+    tokens with [CLS] and [SEP]; `default` when the file is not there."""
+    import json
+
+    config = Path(model_dir) / "sentence_bert_config.json"
+    return int(json.loads(config.read_text()).get("max_seq_length", default)) if config.is_file() else default
+
+
 def token_offsets(counter: Any, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
     """Character spans of each text's tokens, without special tokens."""
     if not texts:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import token_offsets
+from .base import counting_tokenizer, max_seq_length, token_offsets
 
 MODULES = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
            "sentence_transformers.models.Normalize"]
@@ -62,9 +62,7 @@ class NumpyBertEncoder:
 
         p = Path(path)
         config = json.loads((p / "config.json").read_text())
-        st_config = p / "sentence_bert_config.json"
-        max_len = json.loads(st_config.read_text()).get("max_seq_length", 512) if st_config.is_file() else 512
-        self.max_len = int(max_tokens or max_len)
+        self.max_len = int(max_tokens or max_seq_length(p, 512))
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
@@ -76,9 +74,7 @@ class NumpyBertEncoder:
         self.max_tokens = self.max_len - 2  # room for [CLS] and [SEP]
         self.tokenizer = Tokenizer.from_file(str(p / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self._counter = Tokenizer.from_file(str(p / "tokenizer.json"))  # whole texts, for counting
-        self._counter.no_padding()
-        self._counter.no_truncation()
+        self._counter = counting_tokenizer(p)  # whole texts, for counting
         self.tokenizer.enable_truncation(self.max_len)
         self._erf = erf
         self._lock = threading.Lock()  # numpy releases the GIL; the tokenizer's state is shared

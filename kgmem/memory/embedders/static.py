@@ -23,7 +23,7 @@ import numpy as np
 from ...config import cache_dir
 from ...errors import KgmemError
 from ..offline import offline
-from .base import model_path, token_offsets
+from .base import counting_tokenizer, max_seq_length, model_path, token_offsets
 
 log = logging.getLogger("kgmem")
 
@@ -99,8 +99,6 @@ class StaticEmbedder:
             from model2vec import StaticModel
         except ImportError as exc:
             raise KgmemError(f"the static embedder needs model2vec: {INSTALL_HINT}") from exc
-        from tokenizers import Tokenizer
-
         self.name = name
         self.batch_size = batch_size
         path = table_path(name, pca_dims, sif)
@@ -111,12 +109,11 @@ class StaticEmbedder:
         with offline():  # a local folder; never the hub
             self.model = StaticModel.from_pretrained(str(path))
         self.dim = int(self.model.dim)
-        source = Path(model_path(source_of(name)))
-        self._counter = Tokenizer.from_file(str(source / "tokenizer.json"))
-        self._counter.no_truncation()
-        self._counter.no_padding()
-        # The source model's room for text, so that chunks are cut where its store cuts them.
-        self.max_tokens = _source_max_tokens(source)
+        source = model_path(source_of(name))
+        self._counter = counting_tokenizer(source)
+        # The source model's room for text less [CLS] and [SEP], so that chunks are cut
+        # where its store cuts them.
+        self.max_tokens = max_seq_length(source, 256) - 2
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -130,12 +127,3 @@ class StaticEmbedder:
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         return token_offsets(self._counter, texts)
 
-
-def _source_max_tokens(source: Path) -> int:
-    """The sentence transformer's max_seq_length less [CLS] and [SEP], read from its files."""
-    import json
-
-    config = source / "sentence_bert_config.json"
-    if config.exists():
-        return int(json.loads(config.read_text()).get("max_seq_length", 256)) - 2
-    return 254
