@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from .config import Config
 from .conversations import Conversations, Recalled
-from .errors import NotFoundError
+from .errors import DiskFullError, NotFoundError, disk_full, full_disk_line
 from .graph.knowledge import KnowledgeGraph
 from .memory.lock import WriterLock
 from .memory.passages import PassageStore
@@ -172,8 +174,7 @@ class Memory(Upkeep):
         if isinstance(items, (str, Path, dict, Document)):
             items = [items]
         graph = self.graph if self.config.graph else None
-        self.passages.sql.require_writable()
-        with self.lock:
+        with self._write_turn():
             self._refresh_for_write()
             report = ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
             self._after_write()
@@ -191,6 +192,19 @@ class Memory(Upkeep):
         if isinstance(paths, (str, Path)):
             paths = [paths]
         return self.ingest([Path(p) for p in paths], options=options, on_progress=on_progress)
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """This process's turn to write (the writer lock); a full disk comes out as one
+        DiskFullError naming the store (what was committed before is kept)."""
+        self.passages.sql.require_writable()
+        try:
+            with self.lock:
+                yield
+        except (OSError, sqlite3.Error) as exc:
+            if disk_full(exc):
+                raise DiskFullError(full_disk_line(exc, self.path)) from exc
+            raise
 
     def _reload(self) -> None:
         """Take in what other processes committed: their vector file, their graph changes."""
@@ -215,8 +229,7 @@ class Memory(Upkeep):
         """Delete documents (with their chunks and vectors; a long document with all its
         parts); returns how many chunks went."""
         ids = self.document_ids([doc_id] if isinstance(doc_id, str) else list(doc_id))
-        self.passages.sql.require_writable()
-        with self.lock:
+        with self._write_turn():
             self._refresh_for_write()
             removed = remove_documents(self.passages, self.graph, ids)
             self.passages.save_vectors()

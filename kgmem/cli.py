@@ -305,7 +305,7 @@ def _add_commands() -> None:
     from .serve.commands import mcp, serve  # their heavy imports wait until they run
 
     for command in (store_commands.graph, store_commands.export, store_commands.stats, store_commands.docs,
-                    store_commands.delete, store_commands.check, serve, mcp):
+                    store_commands.delete, store_commands.check, store_commands.backup, serve, mcp):
         main.add_command(command)
 
 

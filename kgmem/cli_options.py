@@ -63,26 +63,37 @@ def handle_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .errors import KgmemError
+        from .errors import KgmemError, disk_full, full_disk_line
 
         debug = click.get_current_context().find_root().params.get("debug", False)
         try:
             return fn(*args, **kwargs)
+        except (OSError, sqlite3.Error) as exc:
+            if debug or not disk_full(exc):
+                if isinstance(exc, (FileNotFoundError, PermissionError, sqlite3.Error)) and not debug:
+                    _one_line(exc)
+                raise
+            click.echo(f"Error: {full_disk_line(exc, kwargs.get('store'))}", err=True)
+            sys.exit(1)
         except KgmemError as exc:
             if debug:
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
-        except (ValueError, FileNotFoundError, PermissionError) as exc:
+        except ValueError as exc:
             if debug:
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
-        except sqlite3.Error as exc:
-            if debug:
-                raise
-            click.echo(f"Error: the store's database failed: {exc} (try `kgmem check --repair`; "
-                       "--debug shows the traceback)", err=True)
-            sys.exit(1)
 
     return wrapper
+
+
+def _one_line(exc: Exception) -> None:
+    if isinstance(exc, sqlite3.Error):
+        click.echo(f"Error: the store's database failed: {exc} (try `kgmem check --repair`; "
+                   "--debug shows the traceback)", err=True)
+    else:
+        click.echo(f"Error: {exc}", err=True)
+    sys.exit(1)
+

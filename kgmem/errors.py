@@ -37,3 +37,38 @@ class ReadOnlyStoreError(KgmemError):
 class Cancelled(KgmemError):
     """The caller stopped waiting (a client that disconnected mid-answer); raised from a
     streaming callback, it stops the model at its next token."""
+
+
+class DiskFullError(KgmemError):
+    """The disk holding the store ran out of space (or the file size limit was hit);
+    what was committed before is kept, and the same command completes once there is room."""
+
+
+class BackupError(KgmemError):
+    """A backup could not be made (the destination exists, or lies inside the store)."""
+
+
+_FULL_ERRNOS = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or a size limit) is full: an OSError of ENOSPC, EFBIG or
+    EDQUOT, or SQLite's SQLITE_FULL ("database or disk is full")."""
+    import sqlite3
+
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)
+    return False
+
+
+def full_disk_line(exc: BaseException, store: object = None) -> str:
+    """One line for a full disk: which store's disk, which file, and that a re-run completes."""
+    import sqlite3
+
+    where = f"the disk holding {store}" if store else "the disk"
+    what = getattr(exc, "filename", None) or ("the database" if isinstance(exc, sqlite3.Error) else None)
+    writing = f" (writing {what})" if what else ""
+    return (f"no space left on {where}{writing}; what was committed is kept: free some space "
+            "and run the same command again")

@@ -128,3 +128,25 @@ def check(store: str, repair: bool, as_json: bool) -> None:
             click.echo(f"note: {report.note}", err=True)
         click.echo("ok" if not problems else "\n".join(f"problem: {p}" for p in problems))
     sys.exit(1 if problems else 0)
+
+
+@click.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@store_option
+@click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to wait for a live writer to save the vectors of its last commit.")
+@json_option
+@handle_errors
+def backup(dest: str, store: str, wait: float, as_json: bool) -> None:
+    """Copy the store to DEST (a new or empty folder) while it is in use.
+
+    Writers and readers go on; the copy is the store as of one committed write, every
+    document whole. Restore by opening DEST (`--store DEST`), or by moving it into place.
+    """
+    with open_store(store) as memory:
+        report = memory.backup(dest, wait=wait)
+    if as_json:
+        emit(report.as_dict())
+        return
+    click.echo(f"backed up {report.documents:,} documents ({report.chunks:,} chunks, generation "
+               f"{report.generation}) to {report.dest}: {report.bytes / 1e6:.1f} MB in {report.seconds:.1f}s")

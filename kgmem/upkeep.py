@@ -1,7 +1,10 @@
 """Checking and repairing a store: the part of `Memory` that keeps it whole."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 CHECK_TRIES = 3  # snapshots taken when a write lands between one and its vectors' load
@@ -21,8 +24,76 @@ class CheckReport:
         return {"ok": self.ok, "problems": self.problems, "generation": self.generation, "note": self.note}
 
 
+@dataclass
+class BackupReport:
+    dest: str
+    generation: int  # the store generation the copy holds (one committed write)
+    documents: int
+    chunks: int
+    vectors: int
+    bytes: int
+    seconds: float
+    dropped_vectors: int = 0  # of chunks a live writer committed after the copy's snapshot
+    re_embedded: int = 0  # chunks whose vectors a stopped writer never saved
+    conversations: bool = False  # the remembered turns were copied too
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _copy_store(memory: Any, tmp: Path, wait: float) -> dict[str, int]:
+    """One store (its database, vectors, matrix cache) into tmp, mended to one vector per chunk."""
+    from .memory import backup as bk
+    from .memory.passages import PassageStore
+
+    generation = bk.copy_database(memory.path, tmp, memory.read_only)
+    bk.copy_vectors(memory.path, tmp, generation, wait)
+    bk.copy_matrix(memory.path, tmp)
+    copy = PassageStore(tmp, embedder=memory.passages._embedder)
+    try:
+        fixed = {"stray_removed": 0, "re_embedded": 0}
+        if copy.needs_reconcile() or copy.vectors.damaged:
+            fixed = copy.reconcile(quiet=True)
+        counts = copy.sql.counts()
+        return {"generation": copy.sql.generation, "documents": counts["documents"], "chunks": counts["chunks"],
+                "vectors": len(copy.vectors), **fixed}
+    finally:
+        copy.close()
+
+
 class Upkeep:
-    """Mixed into `Memory`: check, check_report, repair."""
+    """Mixed into `Memory`: check, check_report, repair, backup."""
+
+    def backup(self, dest: str | Path, wait: float = 60.0) -> BackupReport:
+        """Copy this store (and its remembered turns) to `dest`, a new or empty folder,
+        while writers and readers go on: the copy is the store as of one committed write,
+        every document whole with its chunks, vectors and facts. Open `dest` to restore.
+        `wait`: seconds to wait for a live writer to save the vectors of its last commit.
+        Raises BackupError (dest exists or lies inside the store), DiskFullError."""
+        from .conversations import CHILD
+        from .errors import DiskFullError, disk_full, full_disk_line
+        from .memory import backup as bk
+
+        dest = Path(dest)
+        bk.refuse_inside(self.path, dest)
+        started = time.perf_counter()
+        tmp = bk.temp_destination(dest)
+        try:
+            done = _copy_store(self, tmp, wait)
+            turns = self.conversations.memory(create=False)
+            if turns is not None:
+                (tmp / CHILD).mkdir()
+                _copy_store(turns, tmp / CHILD, wait)
+            size = bk.folder_bytes(tmp)
+            bk.finish(tmp, dest)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if disk_full(exc):
+                raise DiskFullError(full_disk_line(exc, dest)) from exc
+            raise
+        return BackupReport(str(dest), done["generation"], done["documents"], done["chunks"], done["vectors"], size,
+                            round(time.perf_counter() - started, 3), done["stray_removed"], done["re_embedded"],
+                            turns is not None)
 
     def check(self) -> list[str]:
         """Problems found between documents, chunks, FTS, vectors and graph; [] when all agree."""

@@ -189,9 +189,10 @@ class PassageStore:
         """A torn write to mend (a damaged vector file waits for an explicit repair)."""
         return not self.vectors.damaged and self.vectors.generation != self.sql.generation
 
-    def reconcile(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    def reconcile(self, progress: Callable[[int, int], None] | None = None, quiet: bool = False) -> dict[str, int]:
         """Make FAISS hold exactly one vector per chunk: drop strays, embed the missing.
-        A damaged vector file is started again from empty: every chunk is re-embedded."""
+        A damaged vector file is started again from empty: every chunk is re-embedded.
+        `quiet`: no warning (a backup drops the vectors of chunks committed after its copy)."""
         if self.vectors.damaged:
             log.warning("%s", self.vectors.damaged)
             self.vectors.reset()
@@ -210,7 +211,7 @@ class PassageStore:
                 progress(done, len(missing))
         self.vectors.generation = self.sql.generation
         self.vectors.save(fold=True)  # every vector is in memory by now
-        if stray or missing:
+        if (stray or missing) and not quiet:
             log.warning("vectors reconciled with SQLite: %d stray removed, %d re-embedded", len(stray), len(missing))
         return {"stray_removed": len(stray), "re_embedded": len(missing)}
 
