@@ -202,7 +202,7 @@ class Memory(Upkeep):
             with self.lock:
                 yield
         except (OSError, sqlite3.Error) as exc:
-            if disk_full(exc):
+            if disk_full(exc, self.path):
                 raise DiskFullError(full_disk_line(exc, self.path)) from exc
             raise
 

@@ -69,7 +69,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (OSError, sqlite3.Error) as exc:
-            if debug or not disk_full(exc):
+            if debug or not disk_full(exc, kwargs.get("store")):
                 if isinstance(exc, (FileNotFoundError, PermissionError, sqlite3.Error)) and not debug:
                     _one_line(exc)
                 raise

@@ -51,16 +51,36 @@ class BackupError(KgmemError):
 _FULL_ERRNOS = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
 
 
-def disk_full(exc: BaseException) -> bool:
+FULL_BELOW = 1 << 20  # an I/O error with less free space than this is taken for a full disk
+
+
+def disk_full(exc: BaseException, where: object = None) -> bool:
     """Whether `exc` says the disk (or a size limit) is full: an OSError of ENOSPC, EFBIG or
-    EDQUOT, or SQLite's SQLITE_FULL ("database or disk is full")."""
+    EDQUOT, SQLite's SQLITE_FULL ("database or disk is full"), or an I/O error of SQLite's
+    (its shared-memory file cannot grow) while the disk holding `where` has no room left."""
     import sqlite3
 
     if isinstance(exc, OSError):
         return exc.errno in _FULL_ERRNOS
     if isinstance(exc, sqlite3.Error):
-        return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == 13 or "disk is full" in str(exc):
+            return True
+        return where is not None and code is not None and code & 0xFF == 10 and _no_room(where)  # SQLITE_IOERR
     return False
+
+
+def _no_room(where: object) -> bool:
+    import shutil
+    from pathlib import Path
+
+    path = Path(str(where))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def full_disk_line(exc: BaseException, store: object = None) -> str:

@@ -88,7 +88,7 @@ class Upkeep:
             bk.finish(tmp, dest)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            if disk_full(exc):
+            if disk_full(exc, dest):
                 raise DiskFullError(full_disk_line(exc, dest)) from exc
             raise
         return BackupReport(str(dest), done["generation"], done["documents"], done["chunks"], done["vectors"], size,

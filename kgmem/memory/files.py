@@ -1,6 +1,7 @@
 """Small file helpers the stores share: which file is at a path, and atomic replacement."""
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +33,25 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Have `write` fill a temp file, fsync it, rename it over the target: a crash never
     leaves a torn file."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: give its space back, leave the old file as it was
+        raise
     fsync_dir(path.parent)
+
+
+_NATIVE_ERRORS = (("No space left on device", errno.ENOSPC), ("File too large", errno.EFBIG),
+                  ("Disk quota exceeded", errno.EDQUOT))
+
+
+def native_os_error(exc: RuntimeError, path: Path) -> BaseException:
+    """A native library's write error (FAISS reports them as RuntimeError with strerror in
+    the text) as the OSError it was, so that a full disk is recognised; else exc itself."""
+    for text, code in _NATIVE_ERRORS:
+        if text in str(exc):
+            return OSError(code, text, str(path))
+    return exc

@@ -103,7 +103,9 @@ class VectorLog:
     def open_at(self, committed: int) -> None:
         """Append from `committed` bytes on: what a stopped writer left past it is dropped."""
         if self._fh is None:
-            self._fh = open(self.path, "r+b")
+            # Unbuffered: a write that fails (a full disk) is cut back to the last whole
+            # record at once, never left in a buffer to be flushed torn at close.
+            self._fh = open(self.path, "r+b", buffering=0)
             self._fh.truncate(committed)
             self._fh.seek(committed)
 
@@ -120,8 +122,15 @@ class VectorLog:
         else:
             rec["id"] = ids
             rec["v"] = vectors
-        self._fh.write(rec.tobytes())
-        self._fh.flush()  # to the page cache: this process may replay it before a save
+        good = self._fh.tell()
+        data = memoryview(rec.tobytes())
+        try:
+            while data:  # straight to the page cache: this process may replay it before a save
+                data = data[self._fh.write(data):]
+        except BaseException:
+            self._fh.truncate(good)  # no torn record: the log ends at the last whole batch
+            self._fh.seek(good)
+            raise
         return self._fh.tell()
 
     def sync(self) -> int:

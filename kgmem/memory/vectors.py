@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 
 from ..errors import CorruptStoreError
-from .files import atomic_write, file_stamp
+from .files import atomic_write, file_stamp, native_os_error
 from .vectorlayout import IndexSettings, empty_index, trained_ivf, wanted_layout
 from .vectorlog import HEADER, LogDamaged, LogMoved, VectorLog
 
@@ -457,8 +457,14 @@ class VectorIndex:
 
     def _write_index(self) -> None:
         # write_index streams to the file: no second in-memory copy of a 1.5 GB index.
-        atomic_write(self.path, lambda tmp: faiss.write_index(self._index, str(tmp)))
+        atomic_write(self.path, self._write_faiss)
         self._index_stamp, self._relaid = file_stamp(self.path), False
+
+    def _write_faiss(self, tmp: Path) -> None:
+        try:
+            faiss.write_index(self._index, str(tmp))
+        except RuntimeError as exc:
+            raise native_os_error(exc, tmp) from exc
 
     def _write_state(self, extra: dict) -> None:
         state = {"generation": self.generation, "kind": self.kind, "trained_on": self.trained_on,

@@ -8,6 +8,7 @@ end; a crash in between is repaired on the next open (see PassageStore.reconcile
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from ..memory.store import Document
 from .parts import split_document
 from .prepare import Prepared, bound_allocations, graph_texts, prepare_batch, release_memory
 from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
+
+log = logging.getLogger("kgmem")
 
 
 class GraphWriter(Protocol):
@@ -208,13 +211,17 @@ def ingest(
     except BaseException:
         if graph is not None:
             graph.reset_view()  # a batch may have rolled back: rebuild the view on next use
-        raise
-    finally:
         if pool is not None:
             pool.close()
-        # Whatever happened, leave SQLite and FAISS in agreement on disk.
-        passages.save_vectors()
-        report.seconds = time.perf_counter() - started
+        try:  # what the committed batches added; if this fails too (a full disk), the next open reconciles
+            passages.save_vectors()
+        except Exception as exc:  # noqa: BLE001 - the first failure is the one to report
+            log.debug("vectors not saved after a failed ingest: %s", exc)
+        raise
+    if pool is not None:
+        pool.close()
+    passages.save_vectors()  # SQLite and FAISS in agreement on disk
+    report.seconds = time.perf_counter() - started
     return report
 
 

@@ -192,8 +192,12 @@ class _Matrix:
     def save(self, path: Path, generation: int) -> None:
         # Per-process name: two readers may build the same cache at once; the rename is atomic.
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, generation=np.array(generation), **{f: getattr(self, f) for f in self.FIELDS})
-        os.replace(tmp, path)
+        try:
+            np.savez(tmp, generation=np.array(generation), **{f: getattr(self, f) for f in self.FIELDS})
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk: no half-written cache left taking its space
+            raise
 
     @classmethod
     def load(cls, path: Path, generation: int | None) -> "tuple[_Matrix, int] | None":
