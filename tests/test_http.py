@@ -237,3 +237,66 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "kgmem", "serve", "--store", str(tmp_path / "s"), "--host", "0.0.0.0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--token" in proc.stderr and not (tmp_path / "s").exists()
+
+
+def test_what_the_fuzzer_found_stays_fixed(served):
+    """Each a finding of benchmarks/fuzz_api.py (Schemathesis against this server)."""
+    c = served.client
+    # an offset past SQLite's integers was a 500 (OverflowError): now 422, naming the parameter
+    r = c.get("/documents", params={"offset": 33068642705823840075776})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "offset"
+    # a token budget too small for the question was a 500: now 422
+    r = c.post("/ask", json={"question": "Who founded it?", "budget": 128, "k": 1})
+    assert r.status_code == 422 and "window" in r.json()["detail"]
+    # a blank speaker no longer hides the role; a blank conversation is not "a conversation"
+    r = c.post("/remember", json={"conversation": "fz", "messages": [{"speaker": " ", "role": "Ann", "text": "hi"}]})
+    assert r.status_code == 200, r.text
+    assert c.post("/forget", json={"conversation": "  "}).status_code == 422
+    # a body that is not JSON: 400, documented, in the one error shape
+    r = c.post("/remember", content=b"\x0e8\xff\\\x00", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and isinstance(r.json()["detail"], str)
+    # 405 names every method of the path (GET and DELETE here), not only the first route's
+    r = c.request("OPTIONS", "/documents/x")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "DELETE"}
+    # NUL in a text (it ends a string for SQLite's substr: check saw a torn chunk): stored as a space
+    r = c.post("/ingest", json={"records": [{"id": "fz-nul", "text": "abc\u0000def ghi"}]})
+    assert r.status_code == 200 and r.json()["added"] == 1
+    assert c.get("/documents/fz-nul").json()["text"] == "abc def ghi"
+    c.delete("/documents/fz-nul")
+    # a lone surrogate is not JSON a parser takes: 422 with the field, not a crash
+    r = c.post("/ingest", content='{"records": [{"id": "fz-s", "text": "x \\ud800 y"}]}',
+               headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    check = subprocess.run([sys.executable, "-m", "kgmem", "check", "--store", str(served.store)],
+                           capture_output=True, text=True)
+    assert check.stdout.strip() == "ok", check.stdout + check.stderr
+
+
+def test_the_schema_documents_every_status_and_shape(served):
+    schema = served.client.get("/openapi.json").json()
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            assert {"200", "401", "422", "503"} <= codes, (method, path)
+            assert op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    assert "404" in schema["paths"]["/documents/{doc_id}"]["get"]["responses"]
+    assert "RecordIn" in schema["components"]["schemas"]  # what /ingest's body refers to resolves
+    assert schema["security"] == [{"bearer": []}]
+    links = schema["paths"]["/ingest"]["post"]["responses"]["200"]["links"]
+    assert {"GetDocument", "DeleteDocument"} <= set(links)
+
+
+@pytest.mark.skipif(not __import__("importlib.util").util.find_spec("schemathesis"), reason="schemathesis not installed")
+def test_fuzzed_from_its_own_schema(tmp_path):
+    """A bounded run of benchmarks/fuzz_api.py: every phase, a real server, then check."""
+    from .conftest import ROOT
+
+    out = tmp_path / "fuzz.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_api.py"), "--max-examples", "8",
+                          "--max-time", "45", "--docs", "12", "--out", str(out)], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["requests"] > 300
+    assert result["failures"] == {} and result["server_errors_5xx"] == 0, result["summary"]
+    assert result["server_alive"] and result["check_after"] == "ok" and result["server_tracebacks"] == 0

@@ -138,3 +138,17 @@ def test_hostile_and_oversized_pdfs_are_one_line_each(tmp_path):
     # the size limit holds for PDFs as for every reader
     _, fails, _, _ = split(list(iter_documents([tmp_path / "big.pdf"], opts)))
     assert len(fails) == 1 and "limit" in fails[0].reason
+
+
+def test_nul_and_lone_surrogates_are_stored_one_character_each(tmp_path, memory):
+    """A JSONL record with a "\\ud800" escape crashed the tokenizer (TypeError, the whole
+    ingest lost); NUL made `check` report a torn chunk (SQLite's substr stops at NUL)."""
+    src = tmp_path / "odd.jsonl"
+    src.write_text('{"id": "s", "text": "before \\ud800 after, a lone surrogate"}\n'
+                   '{"id": "n", "text": "a NUL\\u0000 inside"}\n{"id": "ok", "text": "plain text"}\n')
+    report = memory.ingest(src)
+    assert report.added == 3 and not report.failed
+    assert memory.get("s").text == "before \ufffd after, a lone surrogate"
+    assert memory.get("n").text == "a NUL  inside"
+    assert memory.check() == []
+    assert memory.ingest(src).unchanged == 3  # the same hash on a re-run: nothing doubled

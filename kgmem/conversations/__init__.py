@@ -96,7 +96,7 @@ class Conversations:
     def forget(self, conversation: str | None = None, user: str | None = None,
                turns: Sequence[str] | None = None) -> int:
         """Delete the turns of a conversation, of a user, or with these ids; returns how many."""
-        if conversation is None and user is None and not turns:
+        if not (conversation or "").strip() and not (user or "").strip() and not turns:
             raise ValueError("forget needs a conversation, a user or turn ids")
         mem = self.memory(create=False)
         if mem is None:

@@ -120,7 +120,9 @@ def _turn_text(message: dict[str, Any], i: int) -> tuple[str, str]:
     if not isinstance(message, dict):
         raise ValueError(f"messages[{i}]: a dict {{speaker, text}} is needed")
     text = message.get("text", message.get("content"))
-    speaker = message.get("speaker") or message.get("role")
+    # the first of speaker and role that names someone (a blank speaker does not hide the role)
+    speaker = next((s for s in (message.get("speaker"), message.get("role")) if isinstance(s, str) and s.strip()),
+                   None)
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"messages[{i}].text: a non-empty string is needed")
     if not isinstance(speaker, str) or not speaker.strip():

@@ -127,9 +127,11 @@ class VectorLog:
         try:
             while data:  # straight to the page cache: this process may replay it before a save
                 data = data[self._fh.write(data):]
-        except BaseException:
+        except BaseException as exc:
             self._fh.truncate(good)  # no torn record: the log ends at the last whole batch
             self._fh.seek(good)
+            if isinstance(exc, OSError) and not exc.filename:
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from exc  # name the file
             raise
         return self._fh.tell()
 

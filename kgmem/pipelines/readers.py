@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,8 +397,22 @@ def _describe(item: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# NUL ends a string for SQLite's text functions (and hid the rest of a passage from its
+# checks); a lone surrogate (a JSON "\ud800" escape) cannot be encoded for the tokenizer.
+# Each is replaced by one character, so offsets stay true to the text as given.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    if not _UNSTORABLE.search(text):
+        return text
+    return _UNSTORABLE.sub(lambda m: " " if m.group() == "\x00" else "\ufffd", text)
+
+
 def finalize(doc: Document) -> Document:
-    """Fill in the content hash and, when no id was given, a content-hash id."""
+    """Fill in the content hash and, when no id was given, a content-hash id (after making
+    the text storable: NUL as a space, a lone surrogate as U+FFFD, one character each)."""
+    doc.text, doc.title = _storable(doc.text), _storable(doc.title)
     doc.hash = content_hash(doc.title, doc.text)
     if not doc.id:
         doc.id = "doc-" + doc.hash[:16]

@@ -18,12 +18,23 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from ..errors import Cancelled, CorruptStoreError, KgmemError, NotFoundError, ReadOnlyStoreError, StoreLockedError
+from ..errors import (
+    Cancelled,
+    CorruptStoreError,
+    DiskFullError,
+    KgmemError,
+    NotFoundError,
+    ReadOnlyStoreError,
+    StoreLockedError,
+)
 from ..pipelines.llm import LLMError
+from ..retrieval.packer import ContextTooSmallError
 from .guard import Guard
 from .schemas import (
     AskIn,
@@ -32,6 +43,7 @@ from .schemas import (
     DocumentOut,
     DocumentsOut,
     EntityOut,
+    ErrorOut,
     ForgetIn,
     ForgetOut,
     HealthOut,
@@ -43,6 +55,7 @@ from .schemas import (
     RememberIn,
     SearchOut,
     StatsOut,
+    WORDS,
 )
 from .service import BadRequest, BusyError, Service
 
@@ -52,10 +65,60 @@ MODES = ("auto", "dense", "lexical", "hybrid", "graph")
 
 def _status(exc: Exception) -> int:
     for kind, code in ((NotFoundError, 404), (BadRequest, 422), (BusyError, 503), (StoreLockedError, 503),
-                       (ReadOnlyStoreError, 409), (LLMError, 502), (CorruptStoreError, 500), (ValueError, 422)):
+                       (ReadOnlyStoreError, 409), (LLMError, 502), (DiskFullError, 507), (CorruptStoreError, 500),
+                       (ContextTooSmallError, 422), (ValueError, 422)):
         if isinstance(exc, kind):
             return code
     return 500
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# Every operation may answer these (FastAPI's own 422 shape is replaced by ours: {field, message}).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("the body is not valid JSON (or not a readable form)"),
+    401: _error("no token, or the wrong one (a server started with --token)"),
+    409: _error("a change asked of a read-only store"),
+    413: _error("the request is over --max-request-mb"),
+    422: _error("a parameter or body field is wrong; `detail` names each one"),
+    502: _error("the language model failed (POST /ask with a model backend)"),
+    503: _error("busy: the writer queue is full, or another process holds the store's writer lock; "
+                "retry after Retry-After seconds"),
+    507: _error("no space left on the disk holding the store; what was committed is kept"),
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such document, entity or turn")}
+MAX_OFFSET = (1 << 63) - 1  # SQLite's largest integer
+_INGEST_FULL = IngestIn.model_json_schema(ref_template="#/components/schemas/{model}")
+_INGEST_SCHEMA = {k: v for k, v in _INGEST_FULL.items() if k != "$defs"}  # its $defs go to components
+
+
+# Stateful clients (and fuzzers) follow these: a stored document's id, read back and deleted.
+_DOC_LINKS = {
+    "GetDocument": {"operationId": "document_documents__doc_id__get", "parameters": {"doc_id": "$response.body#/ids/0"}},
+    "DeleteDocument": {"operationId": "delete_documents__doc_id__delete",
+                       "parameters": {"doc_id": "$response.body#/ids/0"}},
+}
+
+
+def _complete_openapi(app: FastAPI, token: str | None) -> None:
+    """The schema FastAPI builds, plus what it cannot know: the models /ingest's hand-written
+    body refers to, and the bearer token (when the server has one)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {}).update(_INGEST_FULL.get("$defs", {}))
+            if token is not None:
+                components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+                schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _doc(doc: Any) -> dict[str, Any]:
@@ -68,12 +131,14 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
     app = FastAPI(
         title="kgmem", version="1",
         description="Long-term memory: passages (SQLite + FAISS) and a knowledge graph, searched and asked.",
-        max_body_size=max_request_bytes,
+        max_body_size=max_request_bytes, responses=ERRORS,
     )
     static = resources.files("kgmem.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     # the graph view and Cytoscape.js, the same files `kgmem export graph.html` inlines
     app.mount("/vendor", StaticFiles(directory=str(resources.files("kgmem.graph") / "assets")), name="vendor")
+
+    _complete_openapi(app, token)
 
     @app.exception_handler(KgmemError)
     @app.exception_handler(ValueError)
@@ -88,6 +153,15 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _explain(exc.errors())}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow: every method of every route at this path, not the first's
+            methods = {m for r in app.router.routes if getattr(r, "methods", None)
+                       and r.matches(request.scope)[0] != Match.NONE for m in r.methods}
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
+
     # ------------------------------------------------------------------ reading
     @app.get("/health", response_model=HealthOut, tags=["service"])
     def health() -> dict[str, Any]:
@@ -98,7 +172,7 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
         return service.stats()
 
     @app.get("/search", response_model=SearchOut, tags=["memory"])
-    def search(q: str = Query(min_length=1, max_length=4000), k: int = Query(10, ge=1, le=200),
+    def search(q: str = Query(min_length=1, max_length=4000, pattern=WORDS), k: int = Query(10, ge=1, le=200),
                mode: str = Query("auto", pattern="^(" + "|".join(MODES) + ")$")) -> dict[str, Any]:
         """Passages ranked for `q`, each with its document id and character span."""
         return {"hits": [h.as_dict() for h in service.search(q, k=k, mode=mode)]}
@@ -117,33 +191,34 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
         return JSONResponse(ans.as_dict())
 
     @app.get("/documents", response_model=DocumentsOut, tags=["documents"])
-    def documents(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000),
+    def documents(offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(50, ge=1, le=1000),
                   prefix: str = "") -> dict[str, Any]:
         return service.documents(offset=offset, limit=limit, prefix=prefix)
 
-    @app.get("/documents/{doc_id:path}", response_model=DocumentOut, tags=["documents"])
+    @app.get("/documents/{doc_id:path}", response_model=DocumentOut, responses=NOT_FOUND, tags=["documents"])
     def document(doc_id: str) -> dict[str, Any]:
         return _doc(service.get(doc_id))
 
-    @app.get("/graph/entities/{name:path}", response_model=EntityOut, tags=["graph"])
+    @app.get("/graph/entities/{name:path}", response_model=EntityOut, responses=NOT_FOUND, tags=["graph"])
     def entity(name: str) -> dict[str, Any]:
         return service.entity(name)
 
-    @app.get("/graph/neighbors", response_model=NeighborsOut, tags=["graph"])
+    @app.get("/graph/neighbors", response_model=NeighborsOut, responses=NOT_FOUND, tags=["graph"])
     def neighbors(entity: str = Query(min_length=1), hops: int = Query(1, ge=1, le=3),
                   limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         return service.neighbors(entity, hops=hops, limit=limit)
 
-    @app.get("/graph/path", response_model=PathOut, tags=["graph"])
+    @app.get("/graph/path", response_model=PathOut, responses=NOT_FOUND, tags=["graph"])
     def path(source: str = Query(min_length=1), target: str = Query(min_length=1)) -> dict[str, Any]:
         return service.path(source, target)
 
     # ------------------------------------------------------------------ writing
-    @app.post("/ingest", response_model=IngestOut, tags=["documents"], openapi_extra={"requestBody": {
+    @app.post("/ingest", response_model=IngestOut, tags=["documents"], responses={200: {"links": _DOC_LINKS}},
+              openapi_extra={"requestBody": {
         "required": True, "content": {
-            "application/json": {"schema": IngestIn.model_json_schema(ref_template="#/components/schemas/{model}")},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": _INGEST_SCHEMA},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
                 "id": {"type": "string"}}}}}}})
     async def ingest(request: Request) -> Any:
         """Add documents: JSON `{"records": [{"id", "title", "text"}]}` or `{"texts": [...]}`,
@@ -174,7 +249,7 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
             report = await asyncio.to_thread(service.ingest_texts, body.texts or [], body.title)
         return report.as_dict()
 
-    @app.delete("/documents/{doc_id:path}", response_model=DeletedOut, tags=["documents"])
+    @app.delete("/documents/{doc_id:path}", response_model=DeletedOut, responses=NOT_FOUND, tags=["documents"])
     def delete(doc_id: str) -> dict[str, Any]:
         return {"deleted": doc_id, "chunks": service.delete(doc_id)}
 
@@ -188,14 +263,15 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
         return report.as_dict()
 
     @app.get("/recall", response_model=RecallOut, tags=["conversations"])
-    def recall(q: str = Query(min_length=1, max_length=4000), conversation: str | None = None,
-               user: str | None = None, k: int = Query(10, ge=1, le=100), since: str | None = None,
-               until: str | None = None) -> dict[str, Any]:
+    def recall(q: str = Query(min_length=1, max_length=4000, pattern=WORDS), conversation: str | None = None,
+               user: str | None = None, k: int = Query(10, ge=1, le=100),
+               since: str | None = Query(None, pattern=WORDS, description="ISO 8601 or e.g. '8 May, 2023'"),
+               until: str | None = Query(None, pattern=WORDS)) -> dict[str, Any]:
         """The turns of a conversation (or a user's) that best match `q`, within [since, until]."""
         return {"turns": [t.as_dict() for t in service.recall(q, conversation=conversation, user=user, k=k,
                                                                   since=since, until=until)]}
 
-    @app.post("/forget", response_model=ForgetOut, tags=["conversations"])
+    @app.post("/forget", response_model=ForgetOut, responses=NOT_FOUND, tags=["conversations"])
     def forget(body: ForgetIn) -> dict[str, Any]:
         """Delete remembered turns: a conversation's, a user's, or these ids."""
         return {"forgotten": service.forget(conversation=body.conversation, user=body.user, turns=body.turns)}

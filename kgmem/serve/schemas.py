@@ -10,6 +10,28 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _OPEN = ConfigDict(extra="allow")
+# A pattern (searched, as JSON Schema does): not empty, not only spaces. \x1c-\x1f are spaces to
+# Python's str.strip (which the library checks with), not to every regex engine's \s.
+WORDS = r"[^\s\x1c-\x1f]"
+MODE = "^(auto|dense|lexical|hybrid|graph)$"
+
+
+def _one_of_given(*names: str) -> dict[str, Any]:
+    """JSON Schema for "at least one of these fields, not empty", which a validator enforces."""
+    def given(name: str) -> dict[str, Any]:
+        return {"required": [name], "properties": {name: {"anyOf": [{"type": "string", "pattern": WORDS},
+                                                                      {"type": "array", "minItems": 1}]}}}
+    return {"anyOf": [given(n) for n in names]}
+
+
+class FieldErrorOut(BaseModel):
+    field: str = Field(description="where: a parameter name or a path into the body, e.g. records[0].text")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error's body: one line, or (422) one entry per wrong field."""
+    detail: str | list[FieldErrorOut]
 
 
 class HitOut(BaseModel):
@@ -48,10 +70,10 @@ class HopOut(BaseModel):
 
 class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    question: str = Field(min_length=1, max_length=4000)
+    question: str = Field(min_length=1, max_length=4000, pattern=WORDS)
     k: int | None = Field(default=None, ge=1, le=100, description="passages to retrieve")
     budget: int | None = Field(default=None, ge=128, le=131072, description="context tokens (default: the model's)")
-    mode: str = "auto"
+    mode: str = Field(default="auto", pattern=MODE)
     conversation: str | None = Field(default=None, max_length=200, description="answer from this conversation's turns")
     user: str | None = Field(default=None, max_length=200, description="answer from this user's turns")
     asker: str | None = Field(default=None, max_length=200, description='who "I" is in the question')
@@ -80,9 +102,10 @@ class RecordIn(BaseModel):
 
 
 class IngestIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    records: list[RecordIn] | None = None
-    texts: list[str] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["records"]}, {"required": ["texts"]}]})
+    records: list[RecordIn] = Field(default=None, description="documents with ids (or `texts`)")  # type: ignore[assignment]
+    texts: list[str] = Field(default=None, description="plain texts (or `records`)")  # type: ignore[assignment]
     title: str = Field(default="", description="the title given to each of `texts`")
 
     @model_validator(mode="after")
@@ -93,21 +116,21 @@ class IngestIn(BaseModel):
 
 
 class MessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_given("speaker", "role"))
     speaker: str | None = Field(default=None, description="who said it (or `role`)")
     role: str | None = None
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, pattern=WORDS)
     id: str | None = Field(default=None, description="the turn's id (default: from the session and position)")
     image_caption: str | None = None
 
 
 class RememberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    conversation: str = Field(min_length=1, max_length=200, pattern="^[^/]+$")
+    conversation: str = Field(min_length=1, max_length=200, pattern=r"^[^/]*[^/\s][^/]*$")
     messages: list[MessageIn] = Field(min_length=1)
     user: str | None = None
-    at: str | None = Field(default=None, description="when the session took place: ISO 8601 or "
-                                                     "'1:56 pm on 8 May, 2023'")
+    at: str | None = Field(default=None, pattern=WORDS, description="when the session took place: ISO 8601 or "
+                                                                    "'1:56 pm on 8 May, 2023'")
     session: str | None = None
 
 
@@ -128,7 +151,7 @@ class RecallOut(BaseModel):
 
 
 class ForgetIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_given("conversation", "user", "turns"))
     conversation: str | None = None
     user: str | None = None
     turns: list[str] | None = None
