@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ANSWERING, RUNTIME, STRUCTURAL, Config
-from ..errors import StoreMismatchError
+from ..errors import StoreMismatchError, disk_full
 from .chunker import chunk_text
 from .embedders import Embedder, loaded_embedder, query_encoder, shared_embedder
 from .store import Chunk, Document, NewChunk, SQLiteStore
@@ -256,8 +256,15 @@ class PassageStore:
         return problems
 
     def close(self) -> None:
-        self.save_vectors()
-        self.sql.close()
+        try:
+            self.save_vectors()
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            # after a write that failed on a full disk: the next open reconciles (re-embeds)
+            log.warning("vectors not saved, the disk is full (%s): the next open mends them", exc)
+        finally:
+            self.sql.close()
 
 
 _STOP: frozenset[str] | None = None
