@@ -9,6 +9,11 @@ stored (with the text of their last acknowledged version, each once, with one ve
 chunk), and no process may have seen an exception.
 
     python benchmarks/soak.py --minutes 10 --out benchmarks/results/soak.json
+    python benchmarks/soak.py --minutes 10 --kill-every 60 --out benchmarks/results/soak_kills.json
+
+With --kill-every, a writer is killed with SIGKILL every minute (each in turn) and started
+again: it logs each operation before it begins, so the one it was killed in is resolved
+from the store when it comes back (stored or not, never torn), and the audit stays exact.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -39,36 +45,72 @@ def _log_error(log, exc: Exception) -> None:
                           "trace": traceback.format_exc()[-800:]}) + "\n")
 
 
-def writer(n: int, store: str, deadline: float, out: str, seed: int) -> None:
+def _recover(log_path: Path, mem) -> tuple[dict[str, str], list[str]]:
+    """A restarted writer's view: its acknowledged documents from its log, and the outcome of
+    the operation it was killed in (begun, never acknowledged), read from the store and
+    logged as resolved. Returns (live, problems): a stored text that is neither the last
+    acknowledged one nor the one being written is a problem (a torn write)."""
+    live: dict[str, str] = {}
+    pending = None
+    if log_path.exists():
+        for line in log_path.open(encoding="utf-8"):
+            rec = json.loads(line)
+            if rec["op"] == "begin":
+                pending = rec
+            elif rec["op"] in ("ingest", "replace", "delete", "resolved"):
+                pending = None
+                if rec["text"] is None:
+                    live.pop(rec["id"], None)
+                else:
+                    live[rec["id"]] = rec["text"]
+    problems = []
+    if pending is not None:
+        doc = mem.get(pending["id"])
+        stored = doc.text if doc is not None else None
+        if stored not in (live.get(pending["id"]), pending["text"]):
+            problems.append(f"{pending['id']}: stored text is neither the acknowledged nor the new one")
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps({"op": "resolved", "id": pending["id"], "text": stored}) + "\n")
+        if stored is None:
+            live.pop(pending["id"], None)
+        else:
+            live[pending["id"]] = stored
+    return live, problems
+
+
+def writer(n: int, store: str, deadline: float, out: str, seed: int, life: int = 0) -> None:
     _setup_process()
     from kgmem import Memory
 
-    rng = random.Random(seed + n)
+    rng = random.Random(seed + n + 1000 * life)
     corpus = [json.loads(line) for line in CORPUS.open(encoding="utf-8")]
     mem = Memory(store)
-    log = open(out, "w", encoding="utf-8")
-    live: dict[str, str] = {}
+    live, problems = _recover(Path(out), mem)  # a writer restarted after a SIGKILL goes on from its log
+    log = open(out, "a", encoding="utf-8")
+    for problem in problems:
+        log.write(json.dumps({"op": "error", "error": f"AuditError: {problem}", "trace": ""}) + "\n")
     made = 0
     while time.time() < deadline:
         roll = rng.random()
-        t0 = time.perf_counter()
         try:
             if roll < 0.55 or len(live) < 5:
-                doc_id, src = f"w{n}-{made}", rng.choice(corpus)
-                made += 1
-                text = src["text"]
-                report = mem.ingest([{"id": doc_id, "title": src["title"], "text": text}])
-                op, ok = "ingest", report.added == 1
+                op, doc_id, src = "ingest", f"w{n}.{life}-{made}", rng.choice(corpus)
+                text, title = src["text"], src["title"]
             elif roll < 0.8:
-                doc_id = rng.choice(sorted(live))
-                text = live[doc_id] + f" Revised at step {made}."
-                made += 1
-                report = mem.ingest([{"id": doc_id, "title": doc_id, "text": text}])
-                op, ok = "replace", report.replaced == 1
+                op, doc_id = "replace", rng.choice(sorted(live))
+                text, title = live[doc_id] + f" Revised at step {life}.{made}.", doc_id
             else:
-                doc_id = rng.choice(sorted(live))
+                op, doc_id, text, title = "delete", rng.choice(sorted(live)), None, ""
+            made += 1
+            log.write(json.dumps({"op": "begin", "kind": op, "id": doc_id, "text": text}) + "\n")
+            log.flush()  # before the write: a kill from here on leaves an operation to resolve
+            t0 = time.perf_counter()
+            if op == "delete":
                 mem.delete(doc_id)
-                op, ok, text = "delete", True, None
+                ok = True
+            else:
+                report = mem.ingest([{"id": doc_id, "title": title, "text": text}])
+                ok = report.added == 1 if op == "ingest" else report.replaced == 1
             seconds = time.perf_counter() - t0
             if not ok:
                 raise AssertionError(f"{op} of {doc_id} was not reported as done")
@@ -135,7 +177,7 @@ def audit(store: str, logs: list[Path], seeded: dict[str, str]) -> dict:
     for path in logs:
         for line in path.open(encoding="utf-8"):
             rec = json.loads(line)
-            if rec["op"] in ("ingest", "replace", "delete"):
+            if rec["op"] in ("ingest", "replace", "delete", "resolved"):
                 expected[rec["id"]] = rec["text"]
     want = {k: v for k, v in expected.items() if v is not None}
     with Memory(store) as mem:
@@ -164,6 +206,8 @@ def main() -> int:
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--kill-every", type=float, default=0.0, metavar="SECONDS",
+                    help="SIGKILL a writer (each in turn) every SECONDS and start it again (0: never).")
     ap.add_argument("--store", help="Store directory (default: a temporary one, deleted after).")
     ap.add_argument("--out", help="Write the JSON result here.")
     args = ap.parse_args()
@@ -186,22 +230,35 @@ def main() -> int:
             procs.append(ctx.Process(target=target, args=(n, store, deadline, str(out), args.seed)))
     for p in procs:
         p.start()
+    kills = []
+    lives = [0] * args.writers
+    while args.kill_every and time.time() + args.kill_every < deadline:
+        time.sleep(args.kill_every)
+        n = len(kills) % args.writers  # each writer in turn (procs[:writers] are the writers)
+        os.kill(procs[n].pid, signal.SIGKILL)
+        procs[n].join()
+        kills.append({"writer": n, "at_s": round(time.time() - start, 1), "exit": procs[n].exitcode})
+        lives[n] += 1
+        procs[n] = ctx.Process(target=writer, args=(n, store, deadline, str(logs["writer"][n]), args.seed, lives[n]))
+        procs[n].start()
     for p in procs:
         p.join()
-    crashed = [p.exitcode for p in procs if p.exitcode != 0]
+    procs_done = procs
+    crashed = [p.exitcode for p in procs_done if p.exitcode != 0]
     records = {kind: [json.loads(line) for path in paths for line in path.open(encoding="utf-8")]
                for kind, paths in logs.items()}
     errors = [r for rs in records.values() for r in rs if r["op"] == "error"]
     ops = {}
     for kind, rs in records.items():
-        for op in sorted({r["op"] for r in rs} - {"error"}):
+        for op in sorted({r["op"] for r in rs} - {"error", "begin", "resolved"}):
             ops[op] = _percentiles([r["s"] for r in rs if r["op"] == op])
     result = {
         "minutes": args.minutes, "writers": args.writers, "readers": args.readers, "seed": args.seed,
         "wall_s": round(time.time() - start, 1), "operations": ops,
         "operations_total": sum(v["n"] for v in ops.values()),
         "errors": len(errors), "error_samples": [e["error"] for e in errors[:5]],
-        "crashed_processes": crashed, "audit": audit(store, logs["writer"], {d["id"]: d["text"] for d in seed_docs}),
+        "resolved_after_kill": sum(r["op"] == "resolved" for r in records["writer"]),
+        "writer_kills": len(kills), "kills": kills, "crashed_processes": crashed, "audit": audit(store, logs["writer"], {d["id"]: d["text"] for d in seed_docs}),
     }
     print(json.dumps(result, indent=1))
     if args.out:

@@ -114,12 +114,18 @@ class Upkeep:
                 if saved > generation and attempt < CHECK_TRIES - 1:
                     continue  # a write committed after this snapshot began, vectors saved: look again
                 writing = not in_step and (saved > generation or self.lock.busy_elsewhere())
-                problems = fts + self.passages.check(vectors=in_step or not writing) + self.graph.check()
+                # A writer stopped (killed) between its commit and its vector save: not damage,
+                # the next write, open or repair re-embeds those chunks (see PassageStore.reconcile).
+                stopped = saved < generation and not writing and not self.passages.vectors.damaged
+                problems = fts + self.passages.check(vectors=in_step or not (writing or stopped)) + self.graph.check()
                 break
         note = None
         if writing:
             note = (f"a write is under way in another process; checked generation {generation} "
                     f"without its vectors (saved up to generation {saved})")
+        elif stopped:
+            note = (f"vectors are saved up to generation {saved} of {generation}: a writer stopped before "
+                    "saving the rest; the next write (or `kgmem check --repair`) embeds them")
         turns = self.conversations.memory(create=False)  # remembered turns: a store of their own
         if turns is not None:
             child = turns.check_report()
