@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_profiles import cpu_model  # noqa: E402
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": os.environ.get("KGMEM_THREADS", "2")}
 DISK = 24 << 20  # the tmpfs
 
@@ -158,7 +160,7 @@ def main() -> None:
         print(json.dumps(ro), flush=True)
     out = {"what": "kgmem ingest into a store on a tmpfs filled to FREE bytes; then check, free the space, "
                    "run the same command again", "docs": len(lines), "disk_bytes": DISK,
-           "cpu": platform.processor() or platform.machine(), "runs": runs,
+           "cpu": cpu_model(), "runs": runs,
            "points_hit": sorted({r["point"] for r in runs}), "all_ok": all(r["ok"] for r in runs),
            "read_only": ro}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -28,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_profiles import cpu_model  # noqa: E402
+
 TOKEN = "fuzz-token-123"
 EXCLUDED = ["positive_data_acceptance"]
 
@@ -126,7 +128,7 @@ def main() -> None:
         tracebacks = err.count("Traceback")
     server_errors = sum(n for s, n in result["statuses"].items() if s.startswith("5") and s not in ("502", "503"))
     out = {"what": "Schemathesis (all phases, all checks but positive_data_acceptance) against kgmem serve on "
-                   "loopback, --llm extractive, a 40-document store", "cpu": platform.processor() or platform.machine(),
+                   "loopback, --llm extractive, a 40-document store", "cpu": cpu_model(),
            "schemathesis": _version(), "seed": args.seed, "max_examples": args.max_examples,
            "excluded_checks": EXCLUDED, **result, "server_errors_5xx": server_errors, "server_alive": alive,
            "server_tracebacks": tracebacks, "check_after": (check.stdout.strip() or check.stderr.strip())}

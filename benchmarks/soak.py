@@ -30,6 +30,9 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_profiles import cpu_model  # noqa: E402
+
 QUESTIONS = ROOT / "data" / "questions.jsonl"
 CORPUS = ROOT / "data" / "wiki-300.jsonl"
 
@@ -253,12 +256,14 @@ def main() -> int:
         for op in sorted({r["op"] for r in rs} - {"error", "begin", "resolved"}):
             ops[op] = _percentiles([r["s"] for r in rs if r["op"] == op])
     result = {
-        "minutes": args.minutes, "writers": args.writers, "readers": args.readers, "seed": args.seed,
+        "cpu": cpu_model(), "minutes": args.minutes, "writers": args.writers, "readers": args.readers,
+        "seed": args.seed, "kill_every_s": args.kill_every,
         "wall_s": round(time.time() - start, 1), "operations": ops,
         "operations_total": sum(v["n"] for v in ops.values()),
         "errors": len(errors), "error_samples": [e["error"] for e in errors[:5]],
         "resolved_after_kill": sum(r["op"] == "resolved" for r in records["writer"]),
-        "writer_kills": len(kills), "kills": kills, "crashed_processes": crashed, "audit": audit(store, logs["writer"], {d["id"]: d["text"] for d in seed_docs}),
+        "writer_kills": len(kills), "kills": kills, "crashed_processes": crashed,
+        "audit": audit(store, logs["writer"], {d["id"]: d["text"] for d in seed_docs}),
     }
     print(json.dumps(result, indent=1))
     if args.out:

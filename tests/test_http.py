@@ -2,6 +2,7 @@
 many readers — a real server process, a real HTTP client (httpx)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -286,7 +287,7 @@ def test_the_schema_documents_every_status_and_shape(served):
     assert {"GetDocument", "DeleteDocument"} <= set(links)
 
 
-@pytest.mark.skipif(not __import__("importlib.util").util.find_spec("schemathesis"), reason="schemathesis not installed")
+@pytest.mark.skipif(not importlib.util.find_spec("schemathesis"), reason="schemathesis not installed")
 def test_fuzzed_from_its_own_schema(tmp_path):
     """A bounded run of benchmarks/fuzz_api.py: every phase, a real server, then check."""
     from .conftest import ROOT

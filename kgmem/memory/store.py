@@ -305,6 +305,8 @@ class SQLiteStore:
     def list_documents(self, limit: int | None = 50, offset: int = 0, prefix: str = "") -> list[dict[str, Any]]:
         """Stored documents in id order, without their text: id, title, source, characters,
         chunks, when added, and for a part of a long document its whole's id and number."""
+        top = (1 << 63) - 1  # SQLite's integers: an offset past them is past the end all the same
+        offset, limit = min(offset, top), None if limit is None else min(limit, top)
         rows = self.db["documents"].rows_where(
             "id >= ? AND id < ?" if prefix else None, [prefix, prefix + "\U0010ffff"] if prefix else [],
             select="id, title, source, length(text) AS chars, added_at, "

@@ -4,8 +4,10 @@ The contract (see README "HTTP API" and /docs): POST /ingest, GET /search, POST 
 (server-sent events when the client accepts text/event-stream), GET/DELETE
 /documents, GET /graph/..., GET /stats, GET /health. Errors are JSON {"detail": ...}:
 404 for an unknown document or entity, 413 over the size limit, 422 for a request
-that is wrong (naming the field), 401 without the token, 503 when the writer queue is
-full, 409 for a change asked of a read-only store.
+that is wrong (naming the field), 400 for a body that is not JSON, 401 without the token,
+503 when the writer queue is full, 409 for a change asked of a read-only store, 502 when
+the model fails, 507 when the disk is full. /openapi.json documents each, and
+benchmarks/fuzz_api.py holds the server to it.
 """
 from __future__ import annotations
 
@@ -18,11 +20,11 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import (
     Cancelled,
@@ -37,6 +39,7 @@ from ..pipelines.llm import LLMError
 from ..retrieval.packer import ContextTooSmallError
 from .guard import Guard
 from .schemas import (
+    WORDS,
     AskIn,
     AskOut,
     DeletedOut,
@@ -55,7 +58,6 @@ from .schemas import (
     RememberIn,
     SearchOut,
     StatsOut,
-    WORDS,
 )
 from .service import BadRequest, BusyError, Service
 
@@ -96,7 +98,8 @@ _INGEST_SCHEMA = {k: v for k, v in _INGEST_FULL.items() if k != "$defs"}  # its 
 
 # Stateful clients (and fuzzers) follow these: a stored document's id, read back and deleted.
 _DOC_LINKS = {
-    "GetDocument": {"operationId": "document_documents__doc_id__get", "parameters": {"doc_id": "$response.body#/ids/0"}},
+    "GetDocument": {"operationId": "document_documents__doc_id__get",
+                    "parameters": {"doc_id": "$response.body#/ids/0"}},
     "DeleteDocument": {"operationId": "delete_documents__doc_id__delete",
                        "parameters": {"doc_id": "$response.body#/ids/0"}},
 }

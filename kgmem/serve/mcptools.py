@@ -122,7 +122,7 @@ def build_server(service: Service) -> MCPServer:
     @server.tool(annotations=READ)
     @_one_line
     def list_documents(
-        offset: Annotated[int, Field(ge=0)] = 0,
+        offset: Annotated[int, Field(ge=0, le=(1 << 63) - 1)] = 0,
         limit: Annotated[int, Field(ge=1, le=500)] = 50,
         prefix: Annotated[str, Field(description="only ids that start with this")] = "",
     ) -> DocumentsOut:
