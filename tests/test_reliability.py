@@ -287,6 +287,23 @@ def test_import_leaves_the_environment_alone():
     assert proc.stdout.split() == ["None", "False"]  # the model loaded offline; the program's setting is its own
 
 
+def test_read_only_by_choice_beside_a_live_writer_reads_its_wal(tmp_path, embedder, extractor, wiki_records):
+    """read_only=True used immutable mode, which ignores the WAL: beside a writer that keeps
+    the store open (a server), it saw a store without the writer's tables ("needs a schema
+    upgrade") or without its last commits."""
+    writer = Memory(tmp_path / "s", embedder=embedder, extractor=extractor)
+    try:
+        writer.ingest(wiki_records[:5])
+        writer.remember([{"speaker": "Sam", "text": "I moved to Lisbon in May."}], conversation="c1")
+        with Memory(tmp_path / "s", embedder=embedder, read_only=True) as reader:
+            assert reader.stats()["documents"] == 5 and reader.check() == []
+            assert reader.recall("Where did Sam move?", conversation="c1")
+            writer.ingest(wiki_records[5:8])
+            assert reader.stats()["documents"] == 8  # the writer's later commits too
+    finally:
+        writer.close()
+
+
 def test_a_store_on_read_only_media_can_be_searched(tmp_path, wiki_records):
     import shutil
     import tempfile

@@ -97,6 +97,10 @@ class SQLiteStore:
         # Read-only: asked for, or a store on media this process cannot write (a mounted
         # snapshot, a shared read-only folder). Searching then needs no write access at all.
         self.read_only = _unwritable(self.directory, self.path) if read_only is None else read_only
+        # Asked for on media this process could write, beside a WAL (a live writer's, whose
+        # shared-memory file is there too): read through it. With no WAL, nothing is created.
+        wal = self.path.with_name(DB_NAME + "-wal")
+        self._live = bool(read_only) and not _unwritable(self.directory, self.path) and wal.exists()
         if self.read_only and not self.path.exists():
             raise FileNotFoundError(f"no kgmem store at {self.directory} (read-only: cannot create one)")
         if not self.read_only:
@@ -119,9 +123,11 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
-            # immutable: no lock files, no WAL index to create; the store must have been
-            # closed cleanly by its last writer (kgmem always does, or check --repair).
-            uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=ro&immutable=1"
+            # On read-only media, immutable: no lock files, no WAL index to create; the store
+            # must have been closed cleanly by its last writer (kgmem always does, or check
+            # --repair). Read-only by choice beside a live writer: mode=ro reads its WAL.
+            flags = "mode=ro" if self._live else "mode=ro&immutable=1"
+            uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?{flags}"
             return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         return sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
 
