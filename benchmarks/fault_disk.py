@@ -98,6 +98,9 @@ def one(corpus: Path, at: Path, leave: int, docs: int) -> dict:
         else:
             filler.unlink()
             row["check_as_left"], row["documents_as_left"] = "no store created", 0
+        row["matrix_saved"] = (store / "graph-matrix.npz").exists()
+        if first.returncode == 0 and not row["matrix_saved"]:
+            row["point"] = "graph matrix save (a cache: left for the first query)"
         again = kgmem("ingest", str(corpus), "--store", str(store), "--json")
         report = json.loads(again.stdout) if again.returncode == 0 else {}
         final = state(store)
@@ -110,6 +113,28 @@ def one(corpus: Path, at: Path, leave: int, docs: int) -> dict:
                      and row["check_as_left"] in ("ok", "no store created") and row["rerun_exit"] == 0
                      and row["documents"] == docs and row["vectors"] == row["chunks"] and row["check_after"] == "ok")
         return row
+    finally:
+        umount(at)
+
+
+def matrix(corpus: Path, at: Path) -> dict:
+    """The graph walk's matrix cannot be saved: a whole store, its matrix file removed, the
+    disk filled to 96 KB, then a search (which builds the matrix and tries to save it)."""
+    mount(at, DISK)
+    try:
+        store = at / "s"
+        kgmem("ingest", str(corpus), "--store", str(store), "--quiet")
+        (store / "graph-matrix.npz").unlink()
+        filler = fill(at, 96 << 10)  # room to open the store (its WAL index), not for the matrix
+        search = kgmem("search", "Who wrote the first program?", "--store", str(store), "--mode", "graph", "--json")
+        error = search.stderr.strip().splitlines()[-1] if search.returncode else ""
+        left = sorted(p.name for p in store.iterdir() if "tmp" in p.name)
+        filler.unlink()
+        check = kgmem("check", "--store", str(store))
+        return {"search_exit": search.returncode, "hits": len(json.loads(search.stdout).get("hits", []))
+                if search.returncode == 0 else 0, "error": error, "temp_files_left": left,
+                "check": check.stdout.strip() or check.stderr.strip(),
+                "ok": search.returncode == 0 and not left and check.stdout.strip() == "ok"}
     finally:
         umount(at)
 
@@ -140,6 +165,7 @@ def main() -> None:
     ap.add_argument("--free", default="16K,64K,256K,512K,1M,1536K,2M,2560K,3M,4M,6M",
                     help="free bytes left at the start of each run")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fault_disk.json"))
+    ap.add_argument("--append", action="store_true", help="add these runs to those already in --out")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (it mounts a small tmpfs)")
@@ -156,13 +182,18 @@ def main() -> None:
             row = one(corpus, at, leave, len(lines))
             print(json.dumps(row), flush=True)
             runs.append(row)
+        cache = matrix(corpus, at)
+        print(json.dumps(cache), flush=True)
         ro = read_only(corpus, at)
         print(json.dumps(ro), flush=True)
+    if args.append and Path(args.out).exists():
+        runs = json.loads(Path(args.out).read_text())["runs"] + runs
+        runs.sort(key=lambda r: r["free_bytes"])
     out = {"what": "kgmem ingest into a store on a tmpfs filled to FREE bytes; then check, free the space, "
                    "run the same command again", "docs": len(lines), "disk_bytes": DISK,
            "cpu": cpu_model(), "runs": runs,
            "points_hit": sorted({r["point"] for r in runs}), "all_ok": all(r["ok"] for r in runs),
-           "read_only": ro}
+           "matrix_not_saved": cache, "read_only": ro}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: out[k] for k in ("points_hit", "all_ok")}))
 

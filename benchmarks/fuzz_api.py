@@ -61,13 +61,14 @@ def serve(store: Path, port: int, env: dict) -> subprocess.Popen:
     raise RuntimeError("kgmem serve did not answer /health within 120 s")
 
 
-def fuzz(port: int, max_examples: int, max_time: int, seed: int, env: dict, report_dir: Path) -> dict:
+def fuzz(port: int, max_examples: int, max_time: int, seed: int, env: dict, report_dir: Path,
+         phases: str = "examples,coverage,fuzzing,stateful") -> dict:
     """Run Schemathesis; returns what its summary and report say."""
     binary = Path(sys.executable).with_name("schemathesis")
     cmd = [str(binary), "run", f"http://127.0.0.1:{port}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
            "--checks", "all", "--exclude-checks", ",".join(EXCLUDED), "-n", str(max_examples), "--seed", str(seed),
            "--max-time", str(max_time), "--no-color", "--workers", "1", "--generation-database", "none",
-           "--report", "ndjson", "--report-dir", str(report_dir)]
+           "--phases", phases, "--report", "ndjson", "--report-dir", str(report_dir)]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=max_time + 300)
     seconds = time.perf_counter() - t0
@@ -78,7 +79,8 @@ def fuzz(port: int, max_examples: int, max_time: int, seed: int, env: dict, repo
     return {"exit": out.returncode, "seconds": round(seconds, 1), "test_cases": int(generated.group(1)) if generated
             else None, "requests": requests, "statuses": statuses,
             "failures": {k: int(v) for k, v in failures.items()},
-            "summary": text[text.find("SUMMARY"):][-3000:] if "SUMMARY" in text else text[-3000:]}
+            "summary": text[text.find("SUMMARY"):][-3000:] if "SUMMARY" in text else text[-3000:],
+            "failure_details": text[text.find("FAILURES"):text.find("SUMMARY")][:8000] if "FAILURES" in text else ""}
 
 
 def count_requests(report_dir: Path) -> tuple[int, dict[str, int]]:
@@ -99,6 +101,7 @@ def main() -> None:
     ap.add_argument("--max-time", type=int, default=300, help="seconds for the whole Schemathesis run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--docs", type=int, default=40)
+    ap.add_argument("--phases", default="examples,coverage,fuzzing,stateful")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fuzz_api.json"))
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "KGMEM_THREADS": os.environ.get("KGMEM_THREADS", "1")}
@@ -111,7 +114,7 @@ def main() -> None:
         port = free_port()
         server = serve(store, port, env)
         try:
-            result = fuzz(port, args.max_examples, args.max_time, args.seed, env, Path(tmp) / "report")
+            result = fuzz(port, args.max_examples, args.max_time, args.seed, env, Path(tmp) / "report", args.phases)
             import httpx
 
             health = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Authorization": f"Bearer {TOKEN}"})

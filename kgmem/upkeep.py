@@ -46,7 +46,7 @@ def _copy_store(memory: Any, tmp: Path, wait: float) -> dict[str, int]:
     from .memory import backup as bk
     from .memory.passages import PassageStore
 
-    generation = bk.copy_database(memory.path, tmp, memory.read_only)
+    generation = bk.copy_database(memory.passages.sql, tmp)
     bk.copy_vectors(memory.path, tmp, generation, wait)
     bk.copy_matrix(memory.path, tmp)
     copy = PassageStore(tmp, embedder=memory.passages._embedder)

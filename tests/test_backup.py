@@ -26,7 +26,7 @@ def committed_documents(store) -> int:
 
 
 def test_backup_during_a_running_ingest_is_whole_and_checks_clean(tmp_path):
-    lines = corpus_lines(600)
+    lines = corpus_lines(400)
     records = {json.loads(line)["id"]: json.loads(line) for line in lines}
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -93,6 +93,13 @@ def test_a_full_disk_mid_ingest_then_a_rerun_completes(tmp_path, embedder, extra
                 counts = mem.stats()
                 assert counts["documents"] == len(records) and counts["vectors"] == counts["chunks"]
                 assert mem.check() == []
+            if n == 0:  # the graph walk's matrix cannot be saved: built, used, nothing left behind
+                (store / "graph-matrix.npz").unlink()
+                disk.leave(96 << 10)  # room to open the store, not to save the matrix
+                with Memory(store, config, embedder=embedder, extractor=extractor) as mem:
+                    assert mem.search(records[3]["title"], k=3, mode="graph")
+                assert not [p.name for p in store.iterdir() if "tmp" in p.name]
+                disk.free_up()
             shutil.rmtree(store)
         assert len(failed) >= 2, failed
     finally:
@@ -115,6 +122,16 @@ def test_the_cli_says_one_line_on_a_full_disk_and_a_read_only_mount_is_searched(
         done = subprocess.run([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store), "--quiet"],
                               capture_output=True, text=True, env=ENV, timeout=600)
         assert done.returncode == 0, done.stderr
+        # a full disk cannot hold even the file SQLite needs to open a WAL store: a store its
+        # writer closed is then read as it is (search works), and a write says the one line
+        disk.leave(8 << 10)
+        search = subprocess.run([sys.executable, "-m", "kgmem", "search", wiki_records[0]["title"], "--store",
+                                 str(store), "--json"], capture_output=True, text=True, env=ENV, timeout=600)
+        assert search.returncode == 0 and json.loads(search.stdout)["hits"], search.stderr
+        more = subprocess.run([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store)],
+                              capture_output=True, text=True, env=ENV, timeout=600)
+        assert more.returncode == 1 and more.stderr.count("\n") == 1 and "no space left" in more.stderr, more.stderr
+        disk.free_up()
         disk.read_only()
         with Memory(store) as mem:
             assert mem.read_only and mem.search(wiki_records[0]["title"], k=3)

@@ -21,17 +21,16 @@ import os
 import shutil
 import sqlite3
 import time
-import urllib.parse
 from pathlib import Path
 
 from ..errors import BackupError
 from .files import atomic_write, file_stamp, fsync_dir
 from .lock import WriterLock
-from .store import DB_NAME
+from .store import DB_NAME, SQLiteStore
 from .vectorlog import HEADER, LOG_NAME
 from .vectors import INDEX_NAME, STATE_NAME
 
-MATRIX_NAME = "graph-matrix.npz"  # retrieval/graph.py's cache (a lower layer cannot import it)
+MATRIX_NAME = "graph-matrix.npz"  # the graph walk's matrix cache (retrieval/graph.py saves it)
 COPY_TRIES = 20  # vector sets a busy writer replaced while they were being copied
 _POLL = 0.05
 
@@ -53,21 +52,16 @@ def refuse_inside(source: Path, dest: Path) -> None:
         raise BackupError(f"{dest} is inside the store {source}: back up to a folder outside it")
 
 
-def copy_database(source: Path, dest: Path, read_only: bool) -> int:
-    """SQLite's online backup of source's database into dest, in one step (one read
+def copy_database(store: SQLiteStore, dest: Path) -> int:
+    """SQLite's online backup of the store's database into dest, in one step (one read
     transaction: a consistent snapshot). Returns the copy's generation."""
-    path = source / DB_NAME
-    if read_only:
-        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro&immutable=1"
-        src = sqlite3.connect(uri, uri=True)
-    else:
-        src = sqlite3.connect(path, timeout=30.0)
+    src = store.connect()  # opened as the store's own connection is (read-only media included)
     dst = sqlite3.connect(dest / DB_NAME)
     try:
         src.execute("PRAGMA busy_timeout=30000")
         src.backup(dst, pages=-1)
         row = dst.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        dst.execute("PRAGMA journal_mode=WAL")  # as kgmem opens it; also checkpoints the copy
+        dst.execute("PRAGMA journal_mode=WAL")  # as kgmem opens it
     finally:
         src.close()
         dst.close()
@@ -101,9 +95,7 @@ def _copy_prefix(src: Path, dst: Path, size: int) -> bool:
                 return False
             fout.write(block)
             left -= len(block)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return True
+    return True  # (made durable with the rest by finish)
 
 
 def _copy_set(source: Path, dest: Path, state: dict) -> bool:

@@ -6,9 +6,10 @@ text, its vector and (in the graph layer) its mentions together.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import sqlite3
-import os
 import threading
 import time
 import urllib.parse
@@ -20,12 +21,13 @@ from typing import Any
 
 import sqlite_utils
 
+from ..errors import DiskFullError, ReadOnlyStoreError, disk_full, full_disk_line
 from .lexical import PostingsBudget
-from ..errors import ReadOnlyStoreError
 from .migrations import Migration, apply_migrations, pending
 from .schema import MEMORY_MIGRATIONS
 
 DB_NAME = "kgmem.db"
+log = logging.getLogger("kgmem")
 
 @dataclass
 class Document:
@@ -88,6 +90,13 @@ def _unwritable(directory: Path, db: Path) -> bool:
     return not (os.access(directory, os.W_OK) and os.access(db, os.W_OK))
 
 
+def _holds(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 class SQLiteStore:
     """Documents and chunks in SQLite (WAL), with an FTS5 index for BM25 search."""
 
@@ -107,19 +116,38 @@ class SQLiteStore:
             self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._busy_timeout = busy_timeout
-        self.conn = self._connect()
-        self.conn.row_factory = sqlite3.Row
         self._fts_conn: sqlite3.Connection | None = None
         self._fts_lock = threading.Lock()
         self.postings_budget = PostingsBudget()
+        self._depth = 0
+        self.full_disk: str | None = None  # why a writable store was opened read-only
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            # A full disk cannot hold even the WAL's index file that opening needs. A store
+            # its last writer closed (no WAL) is read as it is: search and ask go on.
+            if read_only is not None or self.read_only or not disk_full(exc, self.directory) or _holds(wal):
+                raise
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
+            self.full_disk, self.read_only = full_disk_line(exc, self.directory), True
+            log.info("%s is opened read-only: its disk is full", self.directory)
+            self._open()
+
+    def _open(self) -> None:
+        self.conn = self._connect()
+        self.conn.row_factory = sqlite3.Row
         if not self.read_only:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        self.conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         self.db = sqlite_utils.Database(self.conn)
-        self._depth = 0
         self.migrate(MEMORY_MIGRATIONS)
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to this database, opened the way this store's own is."""
+        return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
@@ -135,6 +163,8 @@ class SQLiteStore:
         """Bring a layer's tables up to date; a write (BEGIN IMMEDIATE) only when needed."""
         if not pending(self.conn, migrations):
             return []
+        if self.full_disk:
+            raise DiskFullError(self.full_disk)
         if self.read_only:
             raise ReadOnlyStoreError(f"{self.directory} is read-only and needs a schema upgrade: "
                                      "open it once with write access")
@@ -142,6 +172,8 @@ class SQLiteStore:
             return apply_migrations(self.conn, migrations)
 
     def require_writable(self) -> None:
+        if self.full_disk:
+            raise DiskFullError(self.full_disk)
         if self.read_only:
             raise ReadOnlyStoreError(f"{self.directory} is read-only: it can be searched and asked, not changed")
 

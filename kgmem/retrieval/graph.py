@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from ..graph.knowledge import KnowledgeGraph
 from ..graph.resolve import canonical_key
+from ..memory.backup import MATRIX_NAME  # one name for the cache, which backups copy too
 from ..memory.store import SQLiteStore
 
 log = logging.getLogger("kgmem")
@@ -263,7 +264,6 @@ class _Matrix:
         return all_nodes, np.bincount(inverse, weights=np.concatenate(out_mass), minlength=len(all_nodes))
 
 
-MATRIX_NAME = "graph-matrix.npz"
 
 
 class GraphRetriever:

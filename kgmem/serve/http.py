@@ -222,7 +222,8 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
             "application/json": {"schema": _INGEST_SCHEMA},
             "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                 "file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
-                "id": {"type": "string"}}}}}}})
+                # no "type": a form field is text whatever a client meant (null arrives as "null")
+                "id": {"maxLength": 1000, "description": "the document's id (one file only)"}}}}}}})
     async def ingest(request: Request) -> Any:
         """Add documents: JSON `{"records": [{"id", "title", "text"}]}` or `{"texts": [...]}`,
         or a multipart upload of files (`file`, repeatable; `id` for a single file)."""
@@ -235,6 +236,8 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
             given = form.get("id")
             if given and len(files) > 1:
                 raise BadRequest("id: give an id with one file only")
+            if given and len(str(given)) > 1000:
+                raise BadRequest("id: at most 1000 characters")
             reports = []
             for f in files:
                 data = await f.read()
