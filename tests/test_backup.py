@@ -26,16 +26,19 @@ def committed_documents(store) -> int:
 
 
 def test_backup_during_a_running_ingest_is_whole_and_checks_clean(tmp_path):
-    lines = corpus_lines(400)
+    lines = corpus_lines(600)
     records = {json.loads(line)["id"]: json.loads(line) for line in lines}
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     store, dest = tmp_path / "s", tmp_path / "copy"
-    writer = subprocess.Popen([sys.executable, "-m", "kgmem", "ingest", str(corpus), "--store", str(store), "--quiet"],
+    # a real second process, committing every 16 documents (so the copy falls between commits)
+    code = ("import sys; from pathlib import Path; from kgmem import Config, Memory\n"
+            "with Memory(sys.argv[1], Config(docs_per_batch=16)) as m: m.ingest(Path(sys.argv[2]))")
+    writer = subprocess.Popen([sys.executable, "-c", code, str(store), str(corpus)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         deadline = time.monotonic() + 300
-        while committed_documents(store) < 60 and time.monotonic() < deadline and writer.poll() is None:
+        while committed_documents(store) < 40 and time.monotonic() < deadline and writer.poll() is None:
             time.sleep(0.5)
         out = kgmem("backup", str(dest), "--store", str(store), "--json")
         still_writing = writer.poll() is None
