@@ -76,7 +76,7 @@ def test_a_full_disk_mid_ingest_then_a_rerun_completes(tmp_path, embedder, extra
         size = sum(p.stat().st_size for p in (disk.at / "whole").iterdir())
         shutil.rmtree(disk.at / "whole")
         failed = []
-        for n, fraction in enumerate((0.3, 0.6, 0.9)):
+        for n, fraction in enumerate((0.3, 0.75)):
             store = disk.at / f"s{n}"
             disk.leave(int(size * fraction))
             try:
