@@ -69,11 +69,17 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (OSError, sqlite3.Error) as exc:
-            if debug or not disk_full(exc, kwargs.get("store")):
-                if isinstance(exc, (FileNotFoundError, PermissionError, sqlite3.Error)) and not debug:
-                    _one_line(exc)
+            if debug:
                 raise
-            click.echo(f"Error: {full_disk_line(exc, kwargs.get('store'))}", err=True)
+            if disk_full(exc, kwargs.get("store")):
+                click.echo(f"Error: {full_disk_line(exc, kwargs.get('store'))}", err=True)
+            elif isinstance(exc, sqlite3.Error):
+                click.echo(f"Error: the store's database failed: {exc} (try `kgmem check --repair`; "
+                           "--debug shows the traceback)", err=True)
+            elif isinstance(exc, (FileNotFoundError, PermissionError)):
+                click.echo(f"Error: {exc}", err=True)
+            else:
+                raise
             sys.exit(1)
         except KgmemError as exc:
             if debug:
@@ -87,13 +93,3 @@ def handle_errors(fn: Callable) -> Callable:
             sys.exit(1)
 
     return wrapper
-
-
-def _one_line(exc: Exception) -> None:
-    if isinstance(exc, sqlite3.Error):
-        click.echo(f"Error: the store's database failed: {exc} (try `kgmem check --repair`; "
-                   "--debug shows the traceback)", err=True)
-    else:
-        click.echo(f"Error: {exc}", err=True)
-    sys.exit(1)
-

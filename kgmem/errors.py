@@ -1,6 +1,8 @@
 """Specific exceptions: the library raises these; the CLI turns them into one-line messages."""
 from __future__ import annotations
 
+import errno
+
 
 class KgmemError(Exception):
     """Base class of every error kgmem raises on purpose."""
@@ -48,7 +50,7 @@ class BackupError(KgmemError):
     """A backup could not be made (the destination exists, or lies inside the store)."""
 
 
-_FULL_ERRNOS = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 FULL_BELOW = 1 << 20  # an I/O error with less free space than this is taken for a full disk
