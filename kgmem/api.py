@@ -37,6 +37,19 @@ WARM_TEXT = "Who was the first president of the association that published the j
 class Memory(Upkeep):
     """A kgmem store on disk: open or create it, then ingest, search and ask.
 
+    A store is a directory: passages and their full-text index in SQLite, vectors in
+    FAISS, the knowledge graph in SQLite (held in networkx while open), remembered
+    conversations in `conversations/`. Many processes may read it at once; one writes at
+    a time (others wait `Config.writer_wait` seconds, then get `StoreLockedError`).
+
+    Args:
+        path: The store's directory; created when it does not exist.
+        config: Settings for a new store; an existing store keeps the settings that
+            decide what is in it (embedder, chunking) and takes the rest from here.
+        embedder: An embedder object to use instead of the configured one (tests).
+        extractor: A graph extractor to use instead of spaCy's (tests).
+        read_only: Open without the right to write (also chosen on a read-only or full disk).
+
     >>> with Memory("my-store") as mem:                      # doctest: +SKIP
     ...     mem.ingest_paths(["notes/"])
     ...     mem.ingest(["some text", {"id": "a", "title": "A", "text": "..."}])
@@ -116,6 +129,7 @@ class Memory(Upkeep):
         self.close()
 
     def close(self) -> None:
+        """Close the store's files (also done on leaving a `with` block)."""
         self.conversations.close()
         self.passages.close()
 
@@ -369,6 +383,7 @@ class Memory(Upkeep):
         return self.overview.communities(level, [doc_id] if doc_id else None)
 
     def search_modes(self) -> list[str]:
+        """The ranking modes `search` and `ask` take (`auto`, `dense`, `lexical`, …)."""
         from .retrieval.search import MODES
 
         return list(MODES)
@@ -389,9 +404,12 @@ class Memory(Upkeep):
         return [i for i in ids if i in known] + [p for whole in parts.values() for p in whole]
 
     def get(self, doc_id: str) -> Document | None:
+        """The stored document with this id (text, title, source, meta), or None."""
         return self.passages.sql.get_document(doc_id)
 
     def stats(self) -> dict[str, Any]:
+        """Counts (documents, chunks, vectors, entities, facts), the vector index's layout,
+        the embedder's runtime and the graph extraction: what `kgmem stats` prints."""
         counts = self.passages.sql.counts()
         counts.update(self.graph.counts())
         counts["vectors"] = len(self.passages.vectors)

@@ -56,7 +56,7 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 @click.option("--profile", metavar="|".join(PROFILES), envvar="KGMEM_PROFILE",
               help="Settings bundle: 'fast' embeds with int8 ONNX Runtime; 'static' embeds with a table "
               "distilled from MiniLM (~2.6x faster ingest, lower recall; its own stores only); 'fastest' is "
-              "'static' with a NER-only graph (README \"Profiles\"). A new store keeps it; on an existing "
+              "'static' with a NER-only graph (docs/ingesting.md, \"Profiles\"). A new store keeps it; on an existing "
               "store it applies to this run only (env KGMEM_PROFILE).")
 @click.option("--id-field", default="id", show_default=True, help="JSONL field holding the document id.")
 @click.option("--title-field", default="title", show_default=True, help="JSONL field holding the title.")

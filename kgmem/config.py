@@ -60,6 +60,20 @@ def data_dir() -> Path:
 
 @dataclass
 class Config:
+    """Every setting of a store and of the process using it, one dataclass.
+
+    Saved in the store (SQLite's meta table, as JSON) when the store is made. Settings that fix
+    what is in the store (`embedder`, `embedding_dim`, `chunk_tokens`, `chunk_overlap`)
+    cannot change on an existing store; the machine's (`threads`, `workers`,
+    `writer_wait`, `write_memory_mb`, `malloc_mmap_mb`, `embedder_precision`) and the
+    answering ones (`llm`, `context_window`, `answer_tokens`, `fact_share`, `hops`) are
+    always this process's own. Each setting, its default and its environment variable are
+    listed in the docs' Configuration page; a bad value raises `SettingError`, naming it.
+
+    >>> Config.profile("fast", threads=1).embedder_runtime
+    'onnx-int8'
+    """
+
     # --- models (recorded in the store; a store is always read with the models it was built with)
     embedder: str = "all-MiniLM-L6-v2"
     embedding_dim: int = 384
@@ -69,7 +83,7 @@ class Config:
     embedder_runtime: str = "torch"
     # How the torch runtime multiplies (KGMEM_EMBEDDER_PRECISION): "auto" runs MiniLM under
     # bfloat16 autocast where the CPU has AMX tiles (2x faster here, vectors at cosine
-    # 0.99997 to fp32's: the same store; README "Profiles"), else float32.
+    # 0.99997 to fp32's: the same store; README@f5760d8 "Profiles"), else float32.
     embedder_precision: str = field(default_factory=lambda: os.environ.get("KGMEM_EMBEDDER_PRECISION") or "auto")
     # "full": named entities, noun phrases and parsed relations; "ner": named entities and
     # co-occurrence only (spaCy without tagger, parser and lemmatizer).
@@ -104,18 +118,18 @@ class Config:
 
     # --- retrieval
     search_k: int = 10
-    # Exact vector search below this many chunks, an IVF index above (see README "Speed").
+    # Exact vector search below this many chunks, an IVF index above (see README@f5760d8 "Speed").
     ann_threshold: int = 50_000
     ann_nprobe: int = 64
     # What a write may hold in memory for the store as a whole, beyond its batches, in MiB.
     # New vectors go to an append-only log; a write ends by folding the log into the index
     # file and by building the graph walk's matrix, each only while it fits. Past it the
     # log stays (readers replay it; `kgmem check --repair` folds it) and the first query
-    # builds the matrix (README "Memory on large inputs"). 0: neither, ever, at a write's end.
+    # builds the matrix (README@f5760d8 "Memory on large inputs"). 0: neither, ever, at a write's end.
     write_memory_mb: int = 256
     # An ingest has glibc serve allocations of this many MiB or more from mmap (handed back
     # at free): the embedder's large activations then do not fragment the heap and the
-    # peak stops creeping up batch after batch (README "Memory on large inputs"). 0: glibc's own.
+    # peak stops creeping up batch after batch (README@f5760d8 "Memory on large inputs"). 0: glibc's own.
     malloc_mmap_mb: int = 8
     rrf_k: int = 60
 
@@ -129,7 +143,7 @@ class Config:
     answer_tokens: int = 64
     # Share of the packed context kept for graph facts (compact lines); passages get the rest.
     # 0 by default: measured on HotpotQA, fact lines cost a 1.5B model 13 points of F1 at
-    # 1,024 tokens (README "Answers"); the graph still chooses the passages.
+    # 1,024 tokens (README@f5760d8 "Answers"); the graph still chooses the passages.
     fact_share: float = 0.0
     # Hops a question is followed, one at a time (pipelines/hops.py): its innermost phrase
     # around a name answered by the no-LLM reader and replaced by the answer, the new
@@ -158,7 +172,7 @@ class Config:
     def ingest_workers(self) -> int:
         """Worker processes an ingest runs: `workers` when set; for 0 (auto), one per thread
         with the static embedder, where spaCy is the bound and one process leaves a core
-        idle (README "Profiles": 2.6x against 1.6x here), and none otherwise (torch
+        idle (README@f5760d8 "Profiles": 2.6x against 1.6x here), and none otherwise (torch
         already uses every core). Auto starts them only for more than one batch of input."""
         if self.workers:
             return self.workers
@@ -166,7 +180,7 @@ class Config:
 
     @classmethod
     def profile(cls, name: str, **changes: Any) -> "Config":
-        """Settings of a named profile (see PROFILES and README "Speed")."""
+        """Settings of a named profile (see PROFILES and README@f5760d8 "Speed")."""
         if name not in PROFILES:
             raise SettingError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
         return cls(**{**PROFILES[name], **changes})
@@ -183,7 +197,7 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-# Named bundles of settings (README "Speed" has the measured trade):
+# Named bundles of settings (README@f5760d8 "Speed" has the measured trade):
 # "fast": the int8 embedder only, same retrieval quality on the shared set;
 # "static": a static embedder distilled from MiniLM (another vector space: its own stores),
 # much faster ingest at a measured loss of R@5;

@@ -12,6 +12,15 @@ CHECK_TRIES = 3  # snapshots taken when a write lands between one and its vector
 
 @dataclass
 class CheckReport:
+    """What `Memory.check_report` (and `kgmem check --json`) found.
+
+    Attributes:
+        problems: Each disagreement between documents, chunks, FTS, vectors and graph,
+            one line each; empty when all agree (`ok`).
+        generation: The committed store generation that was checked.
+        note: Set when a live (or stopped) writer's unsaved vectors were left out.
+    """
+
     problems: list[str]
     generation: int  # the store generation that was checked
     note: str | None = None  # set when a live writer's unsaved vectors were left out
@@ -26,6 +35,21 @@ class CheckReport:
 
 @dataclass
 class BackupReport:
+    """What `Memory.backup` (and `kgmem backup --json`) made.
+
+    Attributes:
+        dest: The copy's directory: a store, opened as any other.
+        generation: The store generation the copy holds (one committed write).
+        documents: Documents in the copy.
+        chunks: Chunks in the copy.
+        vectors: Vectors in the copy (one per chunk).
+        bytes: Bytes written.
+        seconds: Wall time.
+        dropped_vectors: Vectors of chunks a live writer committed after the copy's snapshot.
+        re_embedded: Chunks whose vectors a stopped writer never saved, embedded again.
+        conversations: True when the remembered turns were copied too.
+    """
+
     dest: str
     generation: int  # the store generation the copy holds (one committed write)
     documents: int

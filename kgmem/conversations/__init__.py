@@ -43,7 +43,7 @@ __all__ = ["CHILD", "Conversations", "DatedFact", "Recalled", "asked_about", "tu
 CHILD = "conversations"
 # BM25 leads in dialogue (exact words: names, places, things); dense adds paraphrase.
 # Scores, min-max normalised per query, are added with these weights (rank fusion threw
-# away how far ahead BM25's best turns are: measured in README "Conversations").
+# away how far ahead BM25's best turns are: measured in README@f5760d8 "Conversations").
 RECALL_DENSE = 0.5
 # A turn passes this share of its score to the turns just before and after it: an
 # answer is often in the reply to the turn that matches the question's words.

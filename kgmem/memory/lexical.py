@@ -9,7 +9,7 @@ by the writer after a write that grew the store by a tenth, and kept in the stor
 meta table (a reader loads them instead of scanning the vocabulary); words are stemmed by FTS5's
 own tokenizer (a one-row temp FTS5 table), so they match the vocabulary exactly.
 On a store whose words all fit the budget nothing changes: no question of the shared
-set (3.8k chunks) loses a word. At 100k-1M chunks README "Speed" gives the cost.
+set (3.8k chunks) loses a word. At 100k-1M chunks README@f5760d8 "Speed" gives the cost.
 """
 from __future__ import annotations
 

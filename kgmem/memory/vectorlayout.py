@@ -13,15 +13,15 @@ import numpy as np
 class IndexSettings:
     # Exact search below this many vectors; an IVF index (inverted lists over k-means
     # cells) above it. Exact search costs ~15 ms at 100k vectors here and ~130 ms at 1M;
-    # IVF ~3 ms at 1M with recall@10 0.998 at nprobe 64 (README "Speed").
+    # IVF ~3 ms at 1M with recall@10 0.998 at nprobe 64 (README@f5760d8 "Speed").
     ann_threshold: int = 50_000
-    # Cells searched per query: the recall/latency dial (README "Speed" has the curve).
+    # Cells searched per query: the recall/latency dial (README@f5760d8 "Speed" has the curve).
     nprobe: int = 64
     # Retrain the cells when the index has grown this much since they were trained.
     retrain_growth: float = 4.0
     # A write ends by folding the log into the index file while index and log together
     # are at most this many bytes (~170k 384-d vectors at 256 MiB): the fold holds every
-    # vector in memory, which a long ingest must not (README "Memory on large inputs").
+    # vector in memory, which a long ingest must not (README@f5760d8 "Memory on large inputs").
     fold_bytes: int = 256 << 20
 
 
@@ -52,7 +52,7 @@ def trained_ivf(dim: int, data: np.ndarray, nprobe: int, seed: int = 0) -> faiss
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.set_direct_map_type(faiss.DirectMap.Hashtable)
     # 40 points a cell and 10 k-means rounds: ~1 min for 1M vectors on 2 cores;
-    # more buys little recall (README "Speed" has the measured curve).
+    # more buys little recall (README@f5760d8 "Speed" has the measured curve).
     index.cp.min_points_per_centroid = 1  # small stores: no warning spam
     index.cp.niter = 10
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ while the whole fits `fold_bytes` (above it, once asked: `save(fold=True)`).
 
 The index file itself is read at the first search, not at open, when it is the file the
 state names: a writer appending to a store of a million chunks never holds its 1.5 GB
-of vectors (README, "Memory").
+of vectors (README@f5760d8, "Memory").
 """
 from __future__ import annotations
 

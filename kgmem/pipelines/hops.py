@@ -3,7 +3,7 @@
 "Who was in charge of the country where the composer of Aschenbrodel was a citizen?"
 names one thing; the passage that answers it is about something the question never
 names (Austria), two steps away. One search for the whole question finds the first hop
-and seldom the last (README, "Where it still misses"). So the question's innermost
+and seldom the last (README@f5760d8, "Where it still misses"). So the question's innermost
 phrase around a name ("the composer of Aschenbrodel": a noun whose relative clause,
 "of" phrase or possessive holds the name) is asked on its own, the no-LLM reader
 answers it ("Johann Strauss II"), the phrase is replaced by that answer ("… the country
@@ -28,7 +28,7 @@ _WH = {"who", "whom", "whose", "what", "which", "where", "when", "why", "how"}
 _LINKS = {"relcl", "prep", "poss", "acl"}
 # The whole question's best passages kept ahead of each hop's (the first hop is usually
 # among them), and the passages each hop's rewritten question adds: MuSiQue's 200, recall
-# of the supporting documents at 5 / 10 passages 64.6 / 72.1 → 68.0 / 77.6 (README, "Hops").
+# of the supporting documents at 5 / 10 passages 64.6 / 72.1 → 68.0 / 77.6 (README@f5760d8, "Hops").
 KEEP = 3
 PER_HOP = 2
 _PARSE_LOCK = threading.Lock()
@@ -114,7 +114,7 @@ def answered_a_step(answer: str, hops: list[Hop]) -> Hop | None:
     """The hop whose bridge `answer` is, or None. A hop's bridge answers a phrase inside the
     question ("the association which published Journal of Psychotherapy Integration" →
     "American Psychological Association"), not the question: a model that answers with it
-    stopped a step short (README, "Hops")."""
+    stopped a step short (README@f5760d8, "Hops")."""
     key = _key(answer)
     return next((h for h in hops if key and _key(h.bridge) == key), None)
 

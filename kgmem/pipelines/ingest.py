@@ -45,6 +45,22 @@ class GraphWriter(Protocol):
 
 @dataclass
 class IngestReport:
+    """What an ingest did (`Memory.ingest`, `Memory.ingest_paths`, `kgmem ingest --json`).
+
+    Attributes:
+        added: Documents stored for the first time.
+        unchanged: Documents already stored with the same content (nothing was redone).
+        replaced: Documents whose content changed, replaced in one transaction.
+        failed: `(item, reason)` for each input that could not be read; the rest went on.
+        chunks: Chunks written.
+        seconds: Wall time of the ingest.
+        words: Words read.
+        skipped: Files of other types met in a directory.
+        notices: `(item, message)`: e.g. invalid UTF-8 decoded with replacement.
+        stale_parts: Parts of an older version of a long document, deleted.
+        ids: The documents stored or found unchanged, in input order.
+    """
+
     added: int = 0
     unchanged: int = 0
     replaced: int = 0

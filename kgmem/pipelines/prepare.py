@@ -66,7 +66,7 @@ def bound_allocations(mmap_mb: int) -> None:
     """Serve allocations of `mmap_mb` MiB or more (the embedder's attention scores and
     feed-forward activations, 12-25 MB a batch) from mmap, handed back at free, instead of
     glibc's heap, whose dynamic threshold otherwise rises to 32 MB and lets those blocks
-    fragment the heap: an ingest's peak RSS then crept up batch after batch (README
+    fragment the heap: an ingest's peak RSS then crept up batch after batch (README@f5760d8
     "Memory on large inputs"). Process-wide and harmless below the threshold; 0 leaves
     glibc's default."""
     if mmap_mb and _MALLOPT is not None:
@@ -77,6 +77,6 @@ def release_memory() -> None:
     """Hand freed heap memory back to the system after a batch. Without it glibc keeps
     what torch, the tokenizer and spaCy freed: measured on a long JSONL ingest, resident
     memory grew ~100 KB per document (806 -> 1,144 MB over 2,400 documents) and stayed
-    flat at ~585 MB with it (README "Speed")."""
+    flat at ~585 MB with it (README@f5760d8 "Speed")."""
     if _TRIM is not None:
         _TRIM(0)

@@ -39,6 +39,28 @@ class AnswerCitation:
 
 @dataclass
 class Answer:
+    """What `Memory.ask` returns: a short answer, the passages and facts it was given, and
+    where each of its `[n]` markers points.
+
+    Attributes:
+        question: The question as asked.
+        text: The answer with the markers it rests on, e.g. `"G. Stanley Hall [2]"`.
+        citations: One `AnswerCitation` per marker: its number, document id, the span
+            `start:end` of the supporting sentence and the quoted text.
+        passages: The passages packed for the model, in the order it read them (`Hit`s).
+        facts: The graph facts packed beside them.
+        context_report: Tokens per section of the packed prompt, and what did not fit.
+        timings: Seconds per step (`retrieve`, `pack`, `answer`, …).
+        backend: The backend that answered (`llama:qwen2.5-1.5b`, `extractive`, `openai:…`).
+        entities: The question's entities as linked to the graph.
+        short: The answer alone, without markers (`"G. Stanley Hall"`).
+        found: False when memory does not hold the answer (`text` is then "not in memory").
+        support: The sentence(s) of the cited passages the answer stands in.
+        usage: Prompt, cached and completion tokens, and seconds to the first token.
+        notices: Things the user should know (the question was trimmed, an answer changed …).
+        hops: The question followed one hop at a time (`Hop(phrase, asked, bridge, question)`).
+    """
+
     question: str
     text: str  # the short answer with the [n] it rests on: "G. Stanley Hall [2]"
     citations: list[AnswerCitation]
@@ -229,7 +251,7 @@ def prepare(
     t1 = time.perf_counter()
     # Facts only about what the question names: facts a common noun brought in ("Hymans |
     # become | president", "Thailand | be | country") were what the 1.5B model answered with
-    # (README, "Graph facts").
+    # (README@f5760d8, "Graph facts").
     facts = facts_for(graph, [e.entity_id for e in named_in(question, linked)])
     packer = Packer(backend.count_tokens, window, answer_tokens, render=backend.render, fact_share=fact_share,
                     instructions=getattr(backend, "instructions", None) or None)
@@ -250,7 +272,7 @@ def prepare(
     return Prepared(hits, list(linked), context, timings, [notice] if notice else [], question, followed)
 
 
-# The window a hop's phrase is read in (the no-LLM reader's measured setting, README).
+# The window a hop's phrase is read in (the no-LLM reader's measured setting, README@f5760d8).
 HOP_WINDOW = 2048
 
 
@@ -285,7 +307,7 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
         # The model answered one of the question's steps ("American Psychological Association"
         # for its first president), or with a name the question starts from: ask again past
         # the step, over the same passages, so only the question line is new to the prompt
-        # cache (README, "Hops").
+        # cache (README@f5760d8, "Hops").
         again = _generate(backend, step.question, asking(context, step.question), answer_tokens, None, cancel)
         if again.found and answered_a_step(again.answer, [step]) is None and not echoes(again.answer, question):
             notices.append(f'"{reply.answer}" {why}; asked past it: {step.question}')

@@ -66,6 +66,22 @@ class SummaryProgress:
 
 @dataclass
 class Summary:
+    """What `Memory.summarize` returns: a text whose every sentence is cited.
+
+    Attributes:
+        text: Sentences, each with the `[n]` markers of the passages it rests on.
+        citations: One per marker: document id, span and the sentences read from it.
+        scope: The document ids summarised; `[]` is the whole store.
+        query: The topic asked about, or None for a general summary.
+        backend: The model that wrote it; `extractive` when no model did.
+        passages_read: Passages the summary was chosen from.
+        tokens_read: Prompt tokens the model read, all calls together (0 without a model).
+        groups: Model calls that summarised a group (map); 0 or 1 when one call did.
+        timings: Seconds per step.
+        notices: Things the user should know.
+        read: Chunk ids of the passages read.
+    """
+
     text: str  # sentences, each with the [n] markers of the passages it rests on
     citations: list[AnswerCitation]
     scope: list[str]  # document ids; [] = the whole store
@@ -314,7 +330,7 @@ def _groups(chosen: list[Sentence], home: dict[int, int]) -> list[list[Sentence]
 
 
 # A transcript's anonymised speaker ("Grad E", "PhD D", "Speaker 1"): a role and a letter or
-# number names no one a summary's reader knows (README, "Summaries on QMSum").
+# number names no one a summary's reader knows (README@f5760d8, "Summaries on QMSum").
 _ANONYMOUS = re.compile(r"(?:[^\W\d_][\w.'-]* )*(?:[A-Z]|\d{1,3})")
 
 

@@ -3,7 +3,7 @@ and turns batches of documents into chunks, vectors and facts.
 
 They pay where there are more cores than torch uses well. On 2 cores they do not with
 MiniLM: torch already uses both, and starting the workers costs ~7 s. With the static
-embedder spaCy is the bound and runs on one core, so there they do (1.7x; README
+embedder spaCy is the bound and runs on one core, so there they do (1.7x; README@f5760d8
 "Profiles"), and Config.ingest_workers() starts them by itself. SQLite and FAISS writes
 stay in the parent, so there is still one writer.
 """

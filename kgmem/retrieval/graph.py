@@ -51,7 +51,7 @@ class GraphSettings:
     dense_seed_weight: float = 0.2
     relation_weight: float = 1.0
     # Weight of entity -> passage edges where the passage's document is about the entity
-    # (measured flat from 2 to 30 on MuSiQue and HotpotQA; README "Quality").
+    # (measured flat from 2 to 30 on MuSiQue and HotpotQA; README@f5760d8 "Quality").
     subject_weight: float = 5.0
     max_ngram: int = 6
     entity_scores: int = 200  # how many of the walk's best entities a ranking reports

@@ -7,7 +7,7 @@ the question and room for the answer. What is left goes to passages (each with a
 (each citing the passage it came from), in order of value, near-duplicates dropped.
 The kept passages are laid out in rank order, each as a "[n] title" line and its text on
 one line: with the best at both ends and each text between <<< and >>> markers, the
-1.5B model's F1 was 13 points lower on the same passages (README, "The passages' layout"). Passages
+1.5B model's F1 was 13 points lower on the same passages (README@f5760d8, "The passages' layout"). Passages
 are data: the instructions say so, and a passage's text, on its one line, cannot start
 a line that reads as another passage, a fact or the question.
 """

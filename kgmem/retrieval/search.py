@@ -16,7 +16,7 @@ MODES = ("auto", "dense", "lexical", "hybrid", "graph")
 # The default ("auto") fusion: each retriever's vote, and the RRF constant of the graph
 # walk's ranking (the others use the config's rrf_k, 60). The walk's first passages are
 # its best (it ranks by the mass the question's entities send them, which falls off
-# fast); a smaller constant lets them count more. See README "Quality".
+# fast); a smaller constant lets them count more. See README@f5760d8 "Quality".
 AUTO_WEIGHTS = {"dense": 1.0, "lexical": 1.0, "graph": 1.0}
 AUTO_RRF_K = {"graph": 25}
 

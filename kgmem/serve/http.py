@@ -1,6 +1,6 @@
 """`kgmem serve`: the HTTP API (FastAPI) and the web page, thin over `Service`.
 
-The contract (see README "HTTP API" and /docs): POST /ingest, GET /search, POST /ask
+The contract (see docs/serving.md and /docs): POST /ingest, GET /search, POST /ask
 (server-sent events when the client accepts text/event-stream), GET/DELETE
 /documents, GET /graph/..., GET /stats, GET /health. Errors are JSON {"detail": ...}:
 404 for an unknown document or entity, 413 over the size limit, 422 for a request

@@ -28,7 +28,7 @@ from .base import counting_tokenizer, max_seq_length, model_path, token_offsets
 log = logging.getLogger("kgmem")
 
 SUFFIX = "-static"
-# Chosen by measurement (README "Profiles", benchmarks/eval_static.py): PCA to 256 dimensions and
+# Chosen by measurement (README@f5760d8 "Profiles", benchmarks/eval_static.py): PCA to 256 dimensions and
 # model2vec's default SIF weighting; the model's own vocabulary.
 PCA_DIMS = 256
 SIF = 1e-4

@@ -50,7 +50,7 @@ ANSWER_SCHEMA: dict[str, Any] = {
 # wrote `{"answer": "` (4 tokens, ~0.2 s on 2 cores) or, for half of the prompts measured,
 # `{\n  "answer": "` after a full-vocabulary grammar pass (~0.2 s more). What follows is
 # ANSWER_SCHEMA in its compact form, as a GBNF grammar: the answer (at most 120 characters),
-# then up to 3 source numbers (README, "The reply's opening, given").
+# then up to 3 source numbers (README@f5760d8, "The reply's opening, given").
 ANSWER_PREFIX = '{"answer": "'
 ANSWER_REST = r'''root ::= chars "\", \"sources\": [" ( num ( ", " num ){0,2} )? "]}"
 chars ::= char{0,120}
@@ -61,7 +61,7 @@ num ::= [1-9] [0-9]?
 # Yes/no questions that compare two things by one property ("… in the same province?"):
 # the model copies each thing's value and code compares them. Asked for the verdict, the
 # 1.5B model said "yes" to all three of HotpotQA's such questions (all "no") while its own
-# reading of the values was right (README, "Comparisons").
+# reading of the values was right (README@f5760d8, "Comparisons").
 _VALUE = {"type": "string", "maxLength": 80}
 COMPARE_SCHEMA: dict[str, Any] = {
     "type": "object",

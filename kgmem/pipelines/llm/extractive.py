@@ -91,7 +91,7 @@ _KIND_SKIP = {"is", "was", "are", "were", "the", "a", "an", "name", "names", "of
               "did", "does", "do", "has", "had", "have"}
 # A candidate whose name holds the kind asked for ("What county …?": "DuPage County") fits
 # this much better, in the answer (not in the hops' bridges). MuSiQue 14.8 -> 16.9,
-# HotpotQA 30.2 -> 32.2; 15.4 / 31.2 at 1.5, 15.7 / 31.5 at 3 (README, "The no-LLM reader").
+# HotpotQA 30.2 -> 32.2; 15.4 / 31.2 at 1.5, 15.7 / 31.5 at 3 (README@f5760d8, "The no-LLM reader").
 KIND = 2.0
 # Kinds whose members' names do not hold the word: "Today's Country" (a radio format) is
 # no country, "Ohio State University" no state.
@@ -158,7 +158,7 @@ def _about(name: str, packed: list) -> object | None:
 
 
 # A candidate in a second-hop passage counts this much more (MuSiQue 11.1 -> 12.1,
-# HotpotQA 24.6 -> 30.2 at 2.0; flat on MuSiQue from 1.75 to 3; README, "The no-LLM reader").
+# HotpotQA 24.6 -> 30.2 at 2.0; flat on MuSiQue from 1.75 to 3; README@f5760d8, "The no-LLM reader").
 SECOND_HOP = 2.0
 
 
@@ -217,7 +217,7 @@ class ExtractiveBackend:
 
     def read(self, question: str, context: PackedContext, *, kinds: bool = True) -> Reply:
         """The best-scored candidate answer in the packed passages. `kinds=False`: a name
-        holding the kind asked for counts no more (the hops' bridges: README, "The no-LLM
+        holding the kind asked for counts no more (the hops' bridges: README@f5760d8, "The no-LLM
         reader")."""
         packed = [s for s in context.sources if s.packed and s.text]
         if not packed:
@@ -232,7 +232,7 @@ class ExtractiveBackend:
         opts = [] if yes_no else options(question)
         # The question as followed hop by hop ("… the country where Johann Strauss II was a
         # citizen" → "Who was in charge of Austria ?") is read too, and the better-scored
-        # answer of the two wins (README, "Hops"). Yes/no and "X or Y" questions: as asked only.
+        # answer of the two wins (README@f5760d8, "Hops"). Yes/no and "X or Y" questions: as asked only.
         asked = [question] + (context.rewritten[-1:] if not opts and not yes_no else [])
         texts = [t for q in asked for t in (q, relation_part(q))]
         vecs = self.embed(texts + [by_n[n].text[s:e] for n, s, e in sentences])

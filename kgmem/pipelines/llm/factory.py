@@ -28,7 +28,7 @@ def resolve(spec: str | None) -> tuple[str, str | None]:
                           f"for the model {DEFAULT_MODEL}, {INSTALL_HINT}")
 
 
-# Each backend's default context window, chosen by measurement (README "Answers"): the
+# Each backend's default context window, chosen by measurement (README@f5760d8 "Answers"): the
 # in-process model reads ~95 prompt tokens/s on 2 cores, so its window is what the user
 # waits for. The no-LLM reader also reads best from 1,024 (more passages, more wrong candidates).
 WINDOWS = {"extractive": 1024, "llama": 1024, "local": 1024, "openai": 4096}

@@ -24,7 +24,7 @@ from .models import DEFAULT_MODEL, INSTALL_HINT, MODELS, cache_dir, model_file
 # chat(no_repeat=True): llama.cpp's DRY sampler ("don't repeat yourself") with its
 # authors' suggested settings; a phrase the prompt or reply already holds costs more the
 # longer the repeat grows. On QMSum's whole-meeting summaries it stopped Qwen2.5-1.5B's
-# loops and raised ROUGE-L (README "Summaries"); frequency/presence penalties did not.
+# loops and raised ROUGE-L (README@f5760d8 "Summaries"); frequency/presence penalties did not.
 NO_REPEAT = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2}
 
 
@@ -117,7 +117,7 @@ class LlamaBackend(ChatBackend):
     prefills = True  # the answer step hands the model its reply's opening (base.ANSWER_PREFIX)
     # llama.cpp's server keeps the state of each prompt its slot leaves in RAM, up to 8 GiB
     # by default: ~28 MB a question for this model, so a REPL or server grew by gigabytes
-    # (README, "llama.cpp's RAM prompt cache"). Its slot's own cache is what repeats use.
+    # (README@f5760d8, "llama.cpp's RAM prompt cache"). Its slot's own cache is what repeats use.
     cache_ram_mb = 256
 
     def __init__(self, model: str | None = None, context_window: int = 2048, threads: int | None = None):

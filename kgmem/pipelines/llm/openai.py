@@ -55,7 +55,7 @@ class OpenAIBackend(ChatBackend):
     def chat(self, messages: list[dict[str, str]], max_tokens: int, schema: dict[str, Any] | None = None,
              on_delta: OnToken | None = None, no_repeat: bool = False) -> ChatResult:
         # no_repeat is not sent: the OpenAI API has no DRY sampler, and its frequency and
-        # presence penalties did not raise summary ROUGE-L where measured (README "Summaries").
+        # presence penalties did not raise summary ROUGE-L where measured (README@f5760d8 "Summaries").
         body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
                                 "temperature": 0, "stream": True}
         if schema is not None and self._schema_ok:
