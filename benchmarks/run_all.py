@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after the other (never two at once on 2 cores).
 
-Results land in benchmarks/results/*.json; README.md's tables are copied from them.
+Results land in benchmarks/results/*.json; docs/benchmarks/ and the README table are generated from them by report.py.
 """
 from __future__ import annotations
 
