@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	HF_HUB_OFFLINE=1 $(VENV)/bin/kgmem models --prepare all-MiniLM-L6-v2-static
 	@touch $(STAMP)
 
-test: $(STAMP) browser
+test: $(STAMP) browser docs
 	$(PY) -m pytest -q -rs
 
 # The documentation site, built strict (a broken link or reference fails) into site/;

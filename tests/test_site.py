@@ -70,6 +70,25 @@ def test_the_site_builds_strict(tmp_path):
         assert f'id="kgmem-{command}"' in cli, command
 
 
+def test_the_public_api_is_documented():
+    import inspect
+
+    from kgmem import Answer, Memory
+    from kgmem.pipelines.ingest import IngestReport
+    from kgmem.pipelines.summarize import Summary
+    from kgmem.retrieval.types import Hit
+
+    for name, member in inspect.getmembers(Memory):
+        if not name.startswith("_"):
+            assert len(inspect.getdoc(member) or "") >= 40, f"Memory.{name} has no docstring worth the name"
+    for cls in (Answer, Hit, Summary, IngestReport, Config):
+        doc = inspect.getdoc(cls) or ""
+        assert not doc.startswith(cls.__name__ + "("), f"{cls.__name__} has only dataclass's generated docstring"
+        if cls is not Config:  # Config's settings are a table in docs/configuration.md (checked below)
+            for f in dataclasses.fields(cls):
+                assert f"{f.name}:" in doc, f"{cls.__name__}.{f.name} is not in its docstring's Attributes"
+
+
 def test_readme_is_short_and_links_resolve():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 250

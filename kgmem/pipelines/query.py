@@ -52,6 +52,7 @@ class Answer:
         context_report: Tokens per section of the packed prompt, and what did not fit.
         timings: Seconds per step (`retrieve`, `pack`, `answer`, …).
         backend: The backend that answered (`llama:qwen2.5-1.5b`, `extractive`, `openai:…`).
+        context: The packed prompt itself (`PackedContext`; `source(n)` maps a marker to its chunk).
         entities: The question's entities as linked to the graph.
         short: The answer alone, without markers (`"G. Stanley Hall"`).
         found: False when memory does not hold the answer (`text` is then "not in memory").
