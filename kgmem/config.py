@@ -180,7 +180,8 @@ class Config:
 
     @classmethod
     def profile(cls, name: str, **changes: Any) -> "Config":
-        """Settings of a named profile (see PROFILES and README@f5760d8 "Speed")."""
+        """Settings of a named profile (see PROFILES; what each gains and costs: the docs' Ingesting
+        page, "Profiles")."""
         if name not in PROFILES:
             raise SettingError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
         return cls(**{**PROFILES[name], **changes})
