@@ -300,17 +300,17 @@ def summaries(r: Results) -> str:
             ],
         ],
     )
-    ex = r("summaries_extractive.json", "results")
+    ex = r("summaries_extractive_now.json", "results")
     extract = table(
         ["queries", "kgmem, no model ROUGE-L", "TextRank ROUGE-L"],
         [
             [
-                f"general ({r('summaries_extractive.json', 'general')})",
+                f"general ({r('summaries_extractive_now.json', 'general')})",
                 num(ex["general"]["kgmem-extractive"]["rougeL"]),
                 num(ex["general"]["textrank"]["rougeL"]),
             ],
             [
-                f"specific ({r('summaries_extractive.json', 'specific')})",
+                f"specific ({r('summaries_extractive_now.json', 'specific')})",
                 num(ex["specific"]["kgmem-extractive"]["rougeL"]),
                 num(ex["specific"]["textrank"]["rougeL"]),
             ],
