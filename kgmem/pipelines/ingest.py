@@ -119,6 +119,15 @@ class Parts:
     track_whole: bool = False
 
 
+def track_part(doc: Document, parts: Parts) -> None:
+    """Note a document (or a part of one) as stored by this ingest, for `_drop_stale_parts`."""
+    part_of = doc.meta.get("part_of")
+    if part_of is not None:
+        parts.parted[part_of] = max(parts.parted.get(part_of, 0), int(doc.meta.get("part", 0)))
+    elif parts.track_whole:
+        parts.whole.add(doc.id)
+
+
 def _batches(
     stream: Iterable[Any], size: int, chars: int, part_chars: int, report: IngestReport, parts: Parts
 ) -> Iterable[list[Document]]:
@@ -129,11 +138,7 @@ def _batches(
     for item in stream:
         if isinstance(item, Document):
             for doc in split_document(finalize(item), part_chars):
-                part_of = doc.meta.get("part_of")
-                if part_of is not None:
-                    parts.parted[part_of] = max(parts.parted.get(part_of, 0), int(doc.meta.get("part", 0)))
-                elif parts.track_whole:
-                    parts.whole.add(doc.id)
+                track_part(doc, parts)
                 batch.append(doc)
                 held += len(doc.text)
                 if len(batch) >= size or held >= chars:
