@@ -297,7 +297,7 @@ def test_fuzzed_from_its_own_schema(tmp_path):
 
     out = tmp_path / "fuzz.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_api.py"), "--max-examples", "8",
-                          "--max-time", "30", "--docs", "12", "--out", str(out)], capture_output=True, text=True,
+                          "--max-time", "20", "--docs", "12", "--out", str(out)], capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())

@@ -3,7 +3,8 @@ their results files, every setting is documented, and the examples run.
 
 Examples: every ```python block of a page runs (in order, one namespace per page, in a
 fresh directory); every `$ ` line of a ```console block runs as a shell command and must
-exit 0. ```bash and ```text blocks are illustrations (placeholders, transcripts). Answers
+exit 0. ```bash and ```text blocks are illustrations (placeholders, transcripts), and so is
+a block marked `<!-- not run: why -->` (one that needs a Ray cluster). Answers
 come from the no-LLM reader (KGMEM_LLM=extractive): the examples are about kgmem's calls,
 not the model's words, and the model's own tests are in test_llama.py.
 """
@@ -28,12 +29,13 @@ from kgmem import Config
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 BIN = Path(sys.executable).parent
-FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```\s*$", re.S | re.M)
+FENCE = re.compile(r"(<!-- not run[^>]*-->\n)?^```(\w+)[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "benchmarks" not in p.parts) + [ROOT / "README.md"]
 
 
 def blocks(page: Path, lang: str) -> list[str]:
-    return [m.group(2) for m in FENCE.finditer(page.read_text()) if m.group(1) == lang]
+    """The page's code blocks in `lang`, but those marked `<!-- not run: why -->` on the line before."""
+    return [m.group(3) for m in FENCE.finditer(page.read_text()) if m.group(2) == lang and not m.group(1)]
 
 
 def _rel(page: Path) -> str:

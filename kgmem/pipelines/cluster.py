@@ -35,6 +35,9 @@ from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_doc
 
 log = logging.getLogger(__name__)
 READ_ROWS = 64  # documents a read task hands on at a time (a large JSONL streams)
+# Documents an actor prepares per call: small enough that every actor stays busy to the
+# end and the writer gets work early, large enough for the embedder's batches.
+PREPARE_DOCS = 64
 OBJECT_STORE_MB = 1024  # a local cluster's object store: results stream, a small box stays small
 
 
@@ -61,8 +64,10 @@ def connect(address: str | None, threads: int) -> bool:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
+            # No dashboard for a cluster that lives as long as one command: its processes
+            # would take CPU from the actors on a small machine (a cluster you start has one).
             ray.init(num_cpus=threads, object_store_memory=OBJECT_STORE_MB << 20, log_to_driver=False,
-                     logging_level=logging.WARNING)
+                     logging_level=logging.WARNING, include_dashboard=False)
     except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError: one line, with the address
         where = f"at {address}" if address else "on this machine"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -238,7 +243,8 @@ def ingest_on_ray(
         ds = ray.data.from_items(sources, override_num_blocks=max(1, min(len(sources), 200)))
         ds = ds.map_batches(read_sources, batch_size=1, batch_format="numpy", fn_kwargs={"options": options},
                             num_cpus=0, compute=ray.data.TaskPoolStrategy(size=max(1, size)))
-        ds = ds.map_batches(Preparer, batch_size=cfg.docs_per_batch, batch_format="numpy", num_cpus=1,
+        ds = ds.map_batches(Preparer, batch_size=min(cfg.docs_per_batch, PREPARE_DOCS), batch_format="numpy",
+                            num_cpus=1,
                             compute=ray.data.ActorPoolStrategy(size=size),
                             fn_constructor_kwargs={"config_json": cfg.to_json(), "graph": graph is not None,
                                                    "known": known_keys(passages)})
