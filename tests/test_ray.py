@@ -171,3 +171,29 @@ def test_the_driver_killed_or_interrupted_leaves_a_store_the_same_command_comple
     with Memory(store) as mem:
         assert mem.stats()["documents"] == len(lines) == report["added"] + report["unchanged"]
         assert mem.stats()["vectors"] == mem.stats()["chunks"] and mem.check() == []
+
+
+def test_a_jsonl_file_is_read_in_spans_of_whole_lines_numbered_as_in_the_file(tmp_path):
+    from kgmem.pipelines.cluster import SPAN_BYTES, FileSpan, plan
+    from kgmem.pipelines.readers import Failure, iter_documents, read_path
+
+    lines = corpus_lines(2000)
+    lines[1450] = "{not json"  # a bad line in the middle: its failure keeps its line number
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(lines) + "\n")
+    assert corpus.stat().st_size > 3 * SPAN_BYTES
+    spans = plan([corpus, tmp_path / "missing.txt", {"id": "r", "text": "a record"}], ReaderOptions(), 8)
+    assert len([s for s in spans if isinstance(s, FileSpan)]) >= 3
+    read = []
+    for s in spans:
+        if isinstance(s, FileSpan):
+            read.extend(read_path(s.path, ReaderOptions(), [], s.span))
+        else:
+            read.extend(iter_documents([s], ReaderOptions()))
+    whole = list(iter_documents([corpus, tmp_path / "missing.txt", {"id": "r", "text": "a record"}]))
+
+    def shape(x):
+        return ("failed", x.item, x.reason) if isinstance(x, Failure) else (x.id, x.source, x.text)
+
+    assert [shape(x) for x in read] == [shape(x) for x in whole]
+    assert any(isinstance(x, Failure) and x.item.endswith(":1451") for x in read)

@@ -21,6 +21,8 @@ import pickle
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,13 +33,16 @@ from ..memory.store import Document
 from .ingest import GraphWriter, IngestReport, Parts, Progress, _classify, _drop_stale_parts, _write_batch, track_part
 from .parts import split_document
 from .prepare import Prepared, bound_allocations, prepare_batch, release_memory
-from .readers import Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents
+from .readers import (JSONL_SUFFIXES, Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents, read_path,
+                      walk)
 
 log = logging.getLogger(__name__)
 READ_ROWS = 64  # documents a read task hands on at a time (a large JSONL streams)
 # Documents an actor prepares per call: small enough that every actor stays busy to the
 # end and the writer gets work early, large enough for the embedder's batches.
 PREPARE_DOCS = 64
+SPAN_BYTES = 1 << 18  # a JSONL file is cut into spans of at least this many bytes
+SPANS_PER_WORKER = 4  # spans a JSONL file is cut into, per worker: each actor has work to the end
 OBJECT_STORE_MB = 1024  # a local cluster's object store: results stream, a small box stays small
 
 
@@ -123,13 +128,76 @@ def _pickled(objects: list[Any]) -> np.ndarray:
     return out
 
 
+# ---------------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class FileSpan:
+    """A file for a worker to read: of a JSONL file, the lines that start in
+    [span[0], span[1]), span[2] lines into the file (None: the whole file)."""
+
+    path: Path
+    span: tuple[int, int, int] | None = None
+
+
+def plan(items: Iterable[Any], options: ReaderOptions, pieces: int) -> list[Any]:
+    """The sources of a read, listed here (directories walked, no file opened but to find
+    a JSONL file's line boundaries): each file one source, a JSONL file cut into up to
+    `pieces` spans of whole lines. Ray Data gives each read task's output to one actor
+    task, so it is the number of sources that lets every actor work."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, Path) and item.absolute().is_dir():
+            for found in walk(item.absolute(), options):
+                out.extend(_spans(found, pieces) if isinstance(found, Path) else [found])
+        elif isinstance(item, Path) and item.absolute().is_file():
+            out.extend(_spans(item.absolute(), pieces))
+        else:
+            out.append(item)  # records, texts, and paths a worker reports as missing
+    return out
+
+
+def _spans(path: Path, pieces: int) -> list[FileSpan]:
+    size = path.stat().st_size
+    n = min(pieces, size // SPAN_BYTES)
+    if path.suffix.lower() not in JSONL_SUFFIXES or n < 2:
+        return [FileSpan(path)]
+    bounds = [0]
+    with open(path, "rb") as fh:
+        for i in range(1, n):  # each cut moved to the start of the next line
+            fh.seek(i * size // n)
+            fh.readline()
+            if bounds[-1] < fh.tell() < size:
+                bounds.append(fh.tell())
+        lines, counted, pos = [], 0, 0
+        fh.seek(0)
+        for b in bounds:  # lines before each bound: the numbers failures and sources carry
+            while pos < b:
+                block = fh.read(min(1 << 20, b - pos))
+                counted += block.count(b"\n")
+                pos += len(block)
+            lines.append(counted)
+    ends = bounds[1:] + [size]
+    return [FileSpan(path, (b, e, n_before)) for b, e, n_before in zip(bounds, ends, lines)]
+
+
 # ---------------------------------------------------------------------------------- on the workers
+def _read(source: Any, options: ReaderOptions) -> Iterator[Any]:
+    if isinstance(source, FileSpan):
+        notices: list[Notice] = []
+        yield from read_path(source.path, options, notices, source.span)
+        yield from notices
+    elif isinstance(source, (Failure, Skipped)):  # found by the walk
+        yield source
+    else:
+        yield from iter_documents([source], options)
+
+
 def read_sources(batch: dict[str, np.ndarray], options: ReaderOptions) -> Iterator[dict[str, np.ndarray]]:
-    """A read task: each source (a path, a record, a text) through kgmem's readers, as
-    finalized documents (long ones in parts) with the failures, notices and skips between."""
+    """A read task: each source (a file or a span of one, a record, a text) through kgmem's
+    readers, as finalized documents (long ones in parts) with the failures, notices and
+    skips between."""
     out: list[Any] = []
     for blob in batch["item"]:
-        for found in iter_documents([pickle.loads(blob)], options):
+        for found in _read(pickle.loads(blob), options):
             if isinstance(found, Document):
                 out.extend(split_document(finalize(found), options.part_chars))
             else:
@@ -215,7 +283,6 @@ def ingest_on_ray(
     cfg = passages.config
     options = options or ReaderOptions()
     bound_allocations(cfg.malloc_mmap_mb)
-    sources = _sources(items)
     joined = connect(address, cfg.threads)
     parts = Parts(track_whole=passages.sql.has_parts())
     written = 0
@@ -239,6 +306,7 @@ def ingest_on_ray(
 
     try:
         size = workers or cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        sources = _sources(plan(items, options, SPANS_PER_WORKER * size))
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         ds = ray.data.from_items(sources, override_num_blocks=max(1, min(len(sources), 200)))
         ds = ds.map_batches(read_sources, batch_size=1, batch_format="numpy", fn_kwargs={"options": options},

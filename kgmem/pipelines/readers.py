@@ -205,10 +205,14 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def read_jsonl(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iterator[Document | Failure]:
+def read_jsonl(path: Path, options: ReaderOptions, notices: list[Notice],
+               span: tuple[int, int, int] | None = None) -> Iterator[Document | Failure]:
+    """Records of a JSON Lines file; with `span` (start byte, end byte, lines before start),
+    only the lines that start in [start, end), numbered as in the whole file."""
+    start, end, lineno = span or (0, None, 0)
     with open(path, "rb") as fh:
-        lineno = 0
-        while True:
+        fh.seek(start)
+        while end is None or fh.tell() < end:
             # Read at most the size limit (+1 byte) of a line: a giant record is
             # reported, not loaded.
             raw = fh.readline(options.max_file_bytes + 1)
@@ -262,11 +266,13 @@ _FILE_READERS = {
 }
 
 
-def read_path(path: Path, options: ReaderOptions, notices: list[Notice]) -> Iterator[Document | Failure]:
+def read_path(path: Path, options: ReaderOptions, notices: list[Notice],
+              span: tuple[int, int, int] | None = None) -> Iterator[Document | Failure]:
+    """One file's documents (a JSONL file's lines in `span` only, when given)."""
     suffix = path.suffix.lower()
     try:
         if suffix in JSONL_SUFFIXES:
-            yield from read_jsonl(path, options, notices)
+            yield from read_jsonl(path, options, notices, span)
             return
         if suffix in TEXT_SUFFIXES:
             yield from read_text_file(path, options, notices)
