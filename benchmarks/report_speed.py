@@ -72,6 +72,16 @@ def speed(r: Results) -> str:
         ],
     )
     b = "bf16.json"
+    c = "cluster.json"
+    eng = r(c, "engines")
+    cluster_rows = [[name, num(v["seconds"]), num(v["words_per_s"], 0), num(v["chunks_per_s"]),
+                     f"{num(v['vs_local'], 2)}×", num(v["peak_rss_mb"], 0)] for name, v in eng.items()]
+    engines = table([f"{r(c, 'corpus')}, `kgmem ingest`, start-up included", "seconds", "words/s", "chunks/s",
+                     "vs local", "peak RSS of the command (MB)"], cluster_rows)
+    writer = table(["the writer alone, into a store of", "chunks/s (commits and the final save)",
+                    "chunks/s (commits only)", "one Ray worker's chunks/s, times"],
+                   [[f"{num(int(n), 0)} chunks", num(w["chunks_per_s"]), num(w["chunks_per_s_commits_only"]),
+                     f"**{num(w['workers_it_absorbs'])}**"] for n, w in r(c, "writer").items()])
     return page(
         "Speed",
         "Ingest and query time on 2 CPU cores, no GPU, each beside its reference from the same run. The CPU "
@@ -88,11 +98,20 @@ def speed(r: Results) -> str:
         f"in float32; vectors at cosine ≥ {r(b, 'bf16_autocast_cosine_to_fp32', 'min')} to float32's, so one store "
         "takes either.",
         "## Queries\n\n" + query + "\n\nAt 100k and 1M chunks: [Scale](scale.md).",
+        f"## On a Ray cluster\n\n`--engine ray` on this machine ({r(c, 'cpu')}, {r(c, 'cores')} cores): a local Ray "
+        "cluster started by the command, its actors one thread each, this process writing; the local engine is the "
+        "reference. With Ray the command's own memory is the driver's: results stream through it, the models live "
+        "in the actors.\n\n" + engines + "\n\n" + r(c, "writer_note")
+        + "\n\nThe single writer's ceiling: chunks, vectors and facts computed once (as "
+        "the actors return them) and committed again under new ids, into stores already that large "
+        "(`scale_store.py`). The last column is how many workers the writer keeps up with: the cluster size up to "
+        "which an ingest scales linearly.\n\n" + writer,
         reproduce(
             "python benchmarks/bench_ingest.py",
             "python benchmarks/bench_profiles.py",
             "python benchmarks/bench_query.py",
             "python benchmarks/bench_bf16.py",
+            "python benchmarks/bench_cluster.py   # the Ray engine and the writer's ceiling",
         ),
         tried(r, "speed"),
     )
@@ -326,6 +345,8 @@ def headline(r: Results) -> list[list[str]]:
     big = r("memory_final.json", "cases", "jsonl-1gb")
     million = r("scale.json", "stores")[-1]
     ov = r("serve.json", "overhead")
+    ray2 = r("cluster.json", "engines", "ray, 2 workers", "vs_local")
+    absorbs = r("cluster.json", "writer", "1000000", "workers_it_absorbs")
     return [
         [
             "[Speed](docs/benchmarks/speed.md)",
@@ -334,6 +355,10 @@ def headline(r: Results) -> list[list[str]]:
             "1× = the embedder and spaCy alone",
         ],
         ["", "`--profile static` ingest", f"**{num(up, 2)}×** the default", "the default profile"],
+        ["", "`--engine ray`, 2 workers, one 2-core machine", f"**{num(ray2, 2)}×** the local engine's words/s",
+         "the local engine"],
+        ["", "the single writer at 1M chunks", f"keeps up with **{num(absorbs)}** Ray workers",
+         "one worker's chunks/s"],
         [
             "[Memory](docs/benchmarks/memory.md)",
             "peak RSS ingesting a 1 GB JSONL",
