@@ -101,7 +101,7 @@ def speed(r: Results) -> str:
         f"## On a Ray cluster\n\n`--engine ray` on this machine ({r(c, 'cpu')}, {r(c, 'cores')} cores): a local Ray "
         "cluster started by the command, its actors one thread each, this process writing; the local engine is the "
         "reference. With Ray the command's own memory is the driver's: results stream through it, the models live "
-        "in the actors.\n\n" + engines + "\n\n" + r(c, "writer_note")
+        "in the actors.\n\n" + engines + "\n\n" + r(c, "writer_note") + " " + same_recall(r)
         + "\n\nThe single writer's ceiling: chunks, vectors and facts computed once (as "
         "the actors return them) and committed again under new ids, into stores already that large "
         "(`scale_store.py`). The last column is how many workers the writer keeps up with: the cluster size up to "
@@ -112,9 +112,21 @@ def speed(r: Results) -> str:
             "python benchmarks/bench_query.py",
             "python benchmarks/bench_bf16.py",
             "python benchmarks/bench_cluster.py   # the Ray engine and the writer's ceiling",
+            "python benchmarks/eval_cluster.py    # recall of a store built on a simulated 2-node cluster",
         ),
         tried(r, "speed"),
     )
+
+
+def same_recall(r: Results) -> str:
+    """What `eval_cluster.py` found: recall on a store the Ray engine built, beside the local one's."""
+    e = "cluster_eval.json"
+    modes = r(e, "recall")
+    same = "the same recall on every mode" if r(e, "same") else "**different** recall"
+    return (f"A store of the {r(e, 'dataset')} corpus built on {r(e, 'cluster')} gives {same} as one the local "
+            f"engine built, same run (`kgmem eval`; `auto` R@2 / R@5 / R@10 "
+            f"{' / '.join(num(modes['auto']['ray'][k]) for k in ('R@2', 'R@5', 'R@10'))} against "
+            f"{' / '.join(num(modes['auto']['local'][k]) for k in ('R@2', 'R@5', 'R@10'))}).")
 
 
 def memory(r: Results) -> str:
