@@ -30,7 +30,8 @@ import numpy as np
 from ..errors import ClusterError
 from ..memory.passages import PassageStore
 from ..memory.store import Document
-from .ingest import GraphWriter, IngestReport, Parts, Progress, _classify, _drop_stale_parts, _write_batch, track_part
+from .ingest import (GraphWriter, IngestReport, Parts, Progress, _classify, _drop_stale_parts, _write_batch, note,
+                     track_part)
 from .parts import split_document
 from .prepare import Prepared, bound_allocations, prepare_batch, release_memory
 from .readers import (JSONL_SUFFIXES, Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents, read_path,
@@ -283,7 +284,7 @@ def ingest_on_ray(
     cfg = passages.config
     options = options or ReaderOptions()
     bound_allocations(cfg.malloc_mmap_mb)
-    joined = connect(address, cfg.threads)
+    joined = connect(address, max(cfg.threads, workers or cfg.workers or 0))  # a local cluster: a CPU an actor
     parts = Parts(track_whole=passages.sql.has_parts())
     written = 0
 
@@ -328,12 +329,8 @@ def ingest_on_ray(
                     if len(group) >= cfg.docs_per_batch or held >= cfg.batch_chars:
                         write(group)
                         group, held = [], 0
-                elif isinstance(found, Failure):
-                    report.failed.append((found.item, found.reason))
-                elif isinstance(found, Notice):
-                    report.notices.append((found.item, found.message))
-                elif isinstance(found, Skipped):
-                    report.skipped.append(found.item)
+                else:
+                    note(found, report)
             del batch
         if group:
             write(group)

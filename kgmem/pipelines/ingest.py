@@ -128,6 +128,16 @@ def track_part(doc: Document, parts: Parts) -> None:
         parts.whole.add(doc.id)
 
 
+def note(item: Failure | Notice | Skipped, report: IngestReport) -> None:
+    """A reader's failure, notice or skipped file, into the report."""
+    if isinstance(item, Failure):
+        report.failed.append((item.item, item.reason))
+    elif isinstance(item, Notice):
+        report.notices.append((item.item, item.message))
+    elif isinstance(item, Skipped):
+        report.skipped.append(item.item)
+
+
 def _batches(
     stream: Iterable[Any], size: int, chars: int, part_chars: int, report: IngestReport, parts: Parts
 ) -> Iterable[list[Document]]:
@@ -144,12 +154,8 @@ def _batches(
                 if len(batch) >= size or held >= chars:
                     yield batch
                     batch, held = [], 0
-        elif isinstance(item, Failure):
-            report.failed.append((item.item, item.reason))
-        elif isinstance(item, Notice):
-            report.notices.append((item.item, item.message))
-        elif isinstance(item, Skipped):
-            report.skipped.append(item.item)
+        else:
+            note(item, report)
     if batch:
         yield batch
 
