@@ -104,10 +104,10 @@ def writer_ceiling(store: Path, docs: list, prep, rounds: int) -> dict:
         report = IngestReport()
         t = time.perf_counter()
         batch = mem.config.docs_per_batch
+        n_chunks = [len(c) for c in prep.chunks]
         for r in range(rounds):
             for start in range(0, len(docs), batch):
                 part = [dataclasses.replace(d, id=f"w{r}-{d.id}") for d in docs[start : start + batch]]
-                n_chunks = [len(c) for c in prep.chunks[:len(docs)]]
                 lo = sum(n_chunks[:start])
                 hi = lo + sum(n_chunks[start : start + batch])
                 sub = type(prep)(prep.chunks[start : start + batch], prep.vectors[lo:hi],

@@ -30,14 +30,13 @@ import numpy as np
 from ..errors import ClusterError
 from ..memory.passages import PassageStore
 from ..memory.store import Document
-from .ingest import (GraphWriter, IngestReport, Parts, Progress, _classify, _drop_stale_parts, _write_batch, note,
-                     track_part)
+from .ingest import (GraphWriter, IngestReport, Parts, Progress, _classify, _drop_stale_parts, _write_batch,
+                     after_failure, note, track_part)
 from .parts import split_document
 from .prepare import Prepared, bound_allocations, prepare_batch, release_memory
 from .readers import (JSONL_SUFFIXES, Failure, Notice, ReaderOptions, Skipped, finalize, iter_documents, read_path,
                       walk)
 
-log = logging.getLogger(__name__)
 READ_ROWS = 64  # documents a read task hands on at a time (a large JSONL streams)
 # Documents an actor prepares per call: small enough that every actor stays busy to the
 # end and the writer gets work early, large enough for the embedder's batches.
@@ -210,6 +209,16 @@ def read_sources(batch: dict[str, np.ndarray], options: ReaderOptions) -> Iterat
         yield {"item": _pickled(out)}
 
 
+def per_document(prep: Prepared) -> list[tuple[Any, Any, Any]]:
+    """A batch's Prepared cut back into one (chunks, vectors, facts) per document, in order."""
+    out, offset = [], 0
+    for chunks in prep.chunks:
+        end = offset + len(chunks)
+        out.append((chunks, prep.vectors[offset:end], prep.facts[offset:end] if prep.facts is not None else None))
+        offset = end
+    return out
+
+
 class Preparer:
     """An actor of the prepare pool: the embedder and spaCy loaded once, one thread each
     (its `num_cpus`); a batch of documents in, each with its chunks, vectors and facts out."""
@@ -228,12 +237,8 @@ class Preparer:
         if todo:
             prep = prepare_batch([items[i] for i in todo], self.state["embedder"], self.state["extractor"],
                                  self.state["config"])
-            offset = 0
-            for n, i in enumerate(todo):
-                size = len(prep.chunks[n])
-                facts = prep.facts[offset : offset + size] if prep.facts is not None else None
-                payloads[i] = (prep.chunks[n], prep.vectors[offset : offset + size], facts)
-                offset += size
+            for i, payload in zip(todo, per_document(prep)):
+                payloads[i] = payload
             del prep
             release_memory()
         return {"item": batch["item"], "prepared": _pickled(payloads)}
@@ -253,12 +258,7 @@ def _prepared_for(todo: list[Document], payloads: dict[int, Any], passages: Pass
     if missing:
         extractor = graph.extractor if graph is not None else None
         local = prepare_batch(missing, passages.embedder, extractor, passages.config)
-        offset = 0
-        for n, d in enumerate(missing):
-            size = len(local.chunks[n])
-            facts = local.facts[offset : offset + size] if local.facts is not None else None
-            payloads[id(d)] = (local.chunks[n], local.vectors[offset : offset + size], facts)
-            offset += size
+        payloads.update(zip(map(id, missing), per_document(local)))
     chunks = [payloads[id(d)][0] for d in todo]
     vectors = np.vstack([payloads[id(d)][1] for d in todo]).astype(np.float32, copy=False)
     facts = None
@@ -336,12 +336,7 @@ def ingest_on_ray(
             write(group)
         report.stale_parts = _drop_stale_parts(passages, graph, parts)
     except BaseException as exc:
-        if graph is not None:
-            graph.reset_view()
-        try:  # what the committed batches added
-            passages.save_vectors()
-        except Exception as inner:  # noqa: BLE001 - the first failure is the one to report
-            log.debug("vectors not saved after a failed ingest: %s", inner)
+        after_failure(passages, graph)
         if joined:
             ray.shutdown()
         if isinstance(exc, (KeyboardInterrupt, SystemExit, ClusterError)) or not _is_ray_error(exc):

@@ -236,20 +236,27 @@ def ingest(
                     passages.save_vectors(fold=False)
         report.stale_parts = _drop_stale_parts(passages, graph, parts)
     except BaseException:
-        if graph is not None:
-            graph.reset_view()  # a batch may have rolled back: rebuild the view on next use
         if pool is not None:
             pool.close()
-        try:  # what the committed batches added; if this fails too (a full disk), the next open reconciles
-            passages.save_vectors()
-        except Exception as exc:  # noqa: BLE001 - the first failure is the one to report
-            log.debug("vectors not saved after a failed ingest: %s", exc)
+        after_failure(passages, graph)
         raise
     if pool is not None:
         pool.close()
     passages.save_vectors()  # SQLite and FAISS in agreement on disk
     report.seconds = time.perf_counter() - started
     return report
+
+
+def after_failure(passages: PassageStore, graph: GraphWriter | None) -> None:
+    """What a failed or interrupted ingest leaves in order, before its error goes on: the graph
+    view rebuilt on next use (a batch may have rolled back) and the vectors of the committed
+    batches saved; if that fails too (a full disk), the next open reconciles."""
+    if graph is not None:
+        graph.reset_view()
+    try:
+        passages.save_vectors()
+    except Exception as exc:  # noqa: BLE001 - the first failure is the one to report
+        log.debug("vectors not saved after a failed ingest: %s", exc)
 
 
 @dataclass
