@@ -16,7 +16,7 @@ from .conversations import Conversations, Recalled
 from .errors import DiskFullError, NotFoundError, disk_full, full_disk_line
 from .graph.knowledge import KnowledgeGraph
 from .memory.lock import WriterLock
-from .memory.passages import PassageStore
+from .memory.passages import PassageStore, stopwords
 from .memory.store import Document
 from .overview import Overview, wants_global
 from .pipelines.ingest import IngestReport, Progress, ingest, remove_documents
@@ -24,7 +24,9 @@ from .pipelines.llm import Backend, make_backend, resolve
 from .pipelines.query import Answer, OnToken, Prepared, answer, prepare
 from .pipelines.readers import ReaderOptions
 from .pipelines.summarize import OnProgress, Summary
+from .retrieval import tuning
 from .retrieval.search import Searcher
+from .retrieval.tuning import FusionTuning
 from .retrieval.types import Hit
 from .upkeep import Upkeep
 
@@ -211,7 +213,29 @@ class Memory(Upkeep):
             else:
                 report = ingest(self.passages, items, graph=graph, options=options, on_progress=on_progress)
             self._after_write()
+            report.fusion = self._retune()
             return report
+
+    def _retune(self) -> dict[str, Any] | None:
+        """Under the writer lock, after an ingest: measure the rankers on the store's own
+        pseudo-questions when it never was, or has grown by half since (retrieval/tuning.py)."""
+        if self.config.fusion != "adaptive" or self._searcher.graph is None:
+            return None
+        if not tuning.stale(self.passages.sql, tuning.load(self.passages.sql)):
+            return None
+        return self._searcher.tune(stopwords=stopwords()).as_dict()
+
+    def fusion(self) -> FusionTuning:
+        """How `auto` weighs dense, BM25 and the graph walk on this store: the votes
+        measured on its own pseudo-questions, those given in `Config.fusion`, or the fixed ones."""
+        return self._searcher.fusion()
+
+    def tune_fusion(self) -> FusionTuning:
+        """Measure the rankers on this store's own pseudo-questions now and keep the fusion
+        they give (an ingest does this by itself when the store has grown by half)."""
+        with self._write_turn():
+            self._refresh_for_write()
+            return self._searcher.tune(stopwords=stopwords())
 
     def ingest_paths(
         self,
@@ -441,5 +465,6 @@ class Memory(Upkeep):
         counts["embedder"] = self.config.embedder
         counts["embedder_runtime"] = self.config.embedder_runtime
         counts["graph_extraction"] = self.config.graph_extraction
+        counts["fusion"] = self.fusion().as_dict()
         counts["path"] = str(self.path)
         return counts

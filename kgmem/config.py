@@ -16,8 +16,9 @@ STRUCTURAL = ("embedder", "embedding_dim", "chunk_tokens", "chunk_overlap")
 RUNTIME = ("threads", "workers", "writer_wait", "write_memory_mb", "malloc_mmap_mb", "embedder_precision")
 PRECISIONS = ("auto", "fp32", "bf16")
 # How to answer is a choice of the process too (a store made by an older kgmem saved the
-# defaults of its day): the model, its window and the room for the reply.
-ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share", "hops")
+# defaults of its day): the model, its window and the room for the reply, and how `auto`
+# fuses the rankers.
+ANSWERING = ("llm", "context_window", "answer_tokens", "fact_share", "hops", "fusion")
 
 
 class SettingError(ValueError):
@@ -46,6 +47,33 @@ def _env_float(name: str, default: float) -> float:
     return number
 
 
+RANKERS = ("dense", "lexical", "graph")
+
+
+def fusion_votes(value: str) -> dict[str, float] | None:
+    """`Config.fusion` read: None for "adaptive", every ranker 1 for "fixed", else the votes
+    given ("dense=0.5,lexical=1,graph=1"; a ranker left out gets 0)."""
+    value = str(value).strip()
+    if value == "adaptive":
+        return None
+    if value == "fixed":
+        return {r: 1.0 for r in RANKERS}
+    votes = {r: 0.0 for r in RANKERS}
+    for part in value.split(","):
+        name, eq, number = part.partition("=")
+        try:
+            vote = float(number) if eq else -1.0
+        except ValueError:
+            vote = -1.0
+        if name.strip() not in RANKERS or not 0 <= vote < float("inf"):
+            raise SettingError(f"fusion={value!r} (KGMEM_FUSION): expected adaptive, fixed or votes like "
+                               "'dense=1,lexical=1,graph=1'")
+        votes[name.strip()] = vote
+    if not any(votes.values()):
+        raise SettingError(f"fusion={value!r} (KGMEM_FUSION): at least one ranker needs a vote above 0")
+    return votes
+
+
 def cache_dir() -> Path:
     """Models assembled or converted once (KGMEM_CACHE, default ~/.cache/kgmem)."""
     return Path(os.environ.get("KGMEM_CACHE") or Path.home() / ".cache" / "kgmem")
@@ -66,7 +94,7 @@ class Config:
     what is in the store (`embedder`, `embedding_dim`, `chunk_tokens`, `chunk_overlap`)
     cannot change on an existing store; the machine's (`threads`, `workers`,
     `writer_wait`, `write_memory_mb`, `malloc_mmap_mb`, `embedder_precision`) and the
-    answering ones (`llm`, `context_window`, `answer_tokens`, `fact_share`, `hops`) are
+    answering ones (`llm`, `context_window`, `answer_tokens`, `fact_share`, `hops`, `fusion`) are
     always this process's own. Each setting, its default and its environment variable are
     listed in the docs' Configuration page; a bad value raises `SettingError`, naming it.
 
@@ -132,6 +160,11 @@ class Config:
     # peak stops creeping up batch after batch (README@f5760d8 "Memory on large inputs"). 0: glibc's own.
     malloc_mmap_mb: int = 8
     rrf_k: int = 60
+    # How `auto` weighs dense, BM25 and the graph walk (KGMEM_FUSION): "adaptive" uses the
+    # votes the store measured on its own pseudo-questions after its last ingest (see
+    # retrieval/tuning.py; `kgmem stats` shows them); "fixed" the same votes for every store
+    # (1, 1, 1; the walk's RRF constant 25); or votes such as "dense=0.5,lexical=1,graph=1".
+    fusion: str = field(default_factory=lambda: os.environ.get("KGMEM_FUSION") or "adaptive")
 
     # --- answering
     # "auto": the in-process local model when installed, else the no-LLM reader.
@@ -166,6 +199,7 @@ class Config:
                 f"embedder_precision={self.embedder_precision!r} (KGMEM_EMBEDDER_PRECISION): "
                 f"expected one of {', '.join(PRECISIONS)}"
             )
+        fusion_votes(self.fusion)
         if not 0.0 <= self.fact_share < 1.0:
             raise SettingError(f"fact_share={self.fact_share!r}: expected a share from 0 to below 1")
 

@@ -162,15 +162,38 @@ def budget_text(report: Any) -> str:
 
 
 def stats_text(stats: dict[str, Any]) -> str:
-    return "\n".join(f"{k:<16} {v}" for k, v in stats.items())
+    lines = []
+    for k, v in stats.items():
+        if k == "fusion" and isinstance(v, dict):
+            v = fusion_text(v).removeprefix("fusion: ")
+            if stats["fusion"].get("strength"):
+                v += " (MRR@10 on pseudo-questions: " + ", ".join(
+                    f"{r} {m:.2f}" for r, m in stats["fusion"]["strength"].items()) + ")"
+        lines.append(f"{k:<16} {v}")
+    return "\n".join(lines)
 
 
 def report_text(report: Any) -> str:
     """An ingest report in one line."""
     rate = report.words / report.seconds if report.seconds else 0
-    return (f"added {report.added}, unchanged {report.unchanged}, replaced {report.replaced}, "
+    line = (f"added {report.added}, unchanged {report.unchanged}, replaced {report.replaced}, "
             f"failed {len(report.failed)} — {report.chunks} chunks, {report.words:,} words "
             f"in {report.seconds:.1f}s ({rate:,.0f} words/s)")
+    fusion = getattr(report, "fusion", None)
+    if fusion and fusion.get("source") == "measured":
+        line += f"\n{fusion_text(fusion)} ({fusion['questions']} pseudo-questions, {fusion['seconds']:.1f}s)"
+    return line
+
+
+def fusion_text(fusion: dict[str, Any]) -> str:
+    """How `auto` fuses, one line: `fusion: dense 0.2 · lexical 1 (k 9) · graph 0.58, measured`."""
+    from .retrieval.tuning import FIXED_K
+
+    parts = []
+    for name, vote in fusion["weights"].items():
+        k = fusion["k"].get(name)
+        parts.append(f"{name} {vote:g}" + (f" (k {k})" if k != FIXED_K.get(name) else ""))
+    return "fusion: " + " · ".join(parts) + f", {fusion['source']}"
 
 
 class ProgressLine:

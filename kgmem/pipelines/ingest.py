@@ -59,6 +59,9 @@ class IngestReport:
         notices: `(item, message)`: e.g. invalid UTF-8 decoded with replacement.
         stale_parts: Parts of an older version of a long document, deleted.
         ids: The documents stored or found unchanged, in input order.
+        fusion: The fusion the store measured on its own pseudo-questions at the end of
+            this ingest (`FusionTuning.as_dict()`), or None when it was not measured again
+            (the store has not grown by half since, or `Config.fusion` is not "adaptive").
     """
 
     added: int = 0
@@ -72,6 +75,7 @@ class IngestReport:
     notices: list[tuple[str, str]] = field(default_factory=list)
     stale_parts: int = 0  # parts of an older version of a long document, deleted
     ids: list[str] = field(default_factory=list)  # the documents stored or found unchanged, in order
+    fusion: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -90,6 +94,7 @@ class IngestReport:
             "notices": [{"item": i, "message": m} for i, m in self.notices],
             "stale_parts": self.stale_parts,
             "ids": self.ids,
+            "fusion": self.fusion,
         }
 
 

@@ -9,16 +9,19 @@ from dataclasses import dataclass, field
 from ..graph.knowledge import KnowledgeGraph
 from ..memory.passages import PassageStore
 from .fusion import ranks_of, reciprocal_rank_fusion
+from . import tuning
 from .graph import GraphRanking, GraphRetriever, LinkedEntity
+from .tuning import FIXED_K, RANKERS, FusionTuning, parse_fusion
 from .types import Hit
 
 MODES = ("auto", "dense", "lexical", "hybrid", "graph")
-# The default ("auto") fusion: each retriever's vote, and the RRF constant of the graph
-# walk's ranking (the others use the config's rrf_k, 60). The walk's first passages are
-# its best (it ranks by the mass the question's entities send them, which falls off
-# fast); a smaller constant lets them count more. See README@f5760d8 "Quality".
-AUTO_WEIGHTS = {"dense": 1.0, "lexical": 1.0, "graph": 1.0}
-AUTO_RRF_K = {"graph": 25}
+# The per-question guard: when BM25's best passage scores this many times its second (or is
+# the only passage holding the question's words: a rare identifier, a name), it leads the
+# fused ranking whatever the other rankers say, and so does its second while it too stands
+# that far above the next (GUARD_LEAD passages at most). Measured on MuSiQue, HotpotQA,
+# Python's docs and QMSum (benchmarks/eval_fusion.py): it gains on every set.
+GUARD_RATIO = 1.05
+GUARD_LEAD = 2
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -48,7 +51,18 @@ class Searcher:
                  writing: Callable[[], bool] = lambda: False):
         self.passages = passages
         self.graph = GraphRetriever(passages.sql, graph, writing=writing) if graph is not None else None
-        self.weights = dict(AUTO_WEIGHTS)
+        self._tuning: tuple[str | None, FusionTuning] = (None, FusionTuning())
+
+    def fusion(self) -> FusionTuning:
+        """How `auto` fuses: the votes given in `Config.fusion`, else the store's own
+        measurement (`retrieval/tuning.py`), else the fixed votes."""
+        given = parse_fusion(self.passages.config.fusion)
+        if given is not None:
+            return given
+        raw = self.passages.sql.get_meta(tuning.META_KEY)
+        if raw != self._tuning[0]:
+            self._tuning = (raw, tuning.load(self.passages.sql) or FusionTuning())
+        return self._tuning[1]
 
     def candidate_depth(self, k: int) -> int:
         # Fusion needs more than k from each retriever: an item ranked 30th by both
@@ -91,11 +105,18 @@ class Searcher:
             return Retrieval([])
         if mode == "auto" and self.graph is None:
             mode = "hybrid"
-        if mode in ("hybrid", "auto"):
-            parts = ("dense", "lexical") if mode == "hybrid" else tuple(self.weights)
+        if mode == "hybrid":
+            rankings, graph = self.rankings(query, self.candidate_depth(k), ("dense", "lexical"))
+            fused = reciprocal_rank_fusion(rankings, None, k=self.passages.config.rrf_k)[:k]
+        elif mode == "auto":
+            fusion = self.fusion()
+            # the walk always runs: its linked entities and mass feed hops, facts and packing
+            parts = tuple(r for r in RANKERS if fusion.weights[r] > 0 or r == "graph")
             rankings, graph = self.rankings(query, self.candidate_depth(k), parts)
-            weights, k_of = (None, None) if mode == "hybrid" else (self.weights, AUTO_RRF_K)
-            fused = reciprocal_rank_fusion(rankings, weights, k=self.passages.config.rrf_k, k_of=k_of)[:k]
+            rrf_k = self.passages.config.rrf_k
+            k_of = {r: (rrf_k if kk == FIXED_K[r] and r != "graph" else kk) for r, kk in fusion.k.items()}
+            fused = guard(reciprocal_rank_fusion(rankings, fusion.weights, k=rrf_k, k_of=k_of),
+                          rankings.get("lexical", []) if fusion.weights["lexical"] > 0 else [])[:k]
         else:
             rankings, graph = self.rankings(query, k, (mode,))
             fused = rankings[mode][:k]
@@ -103,6 +124,13 @@ class Searcher:
         if graph is not None:
             return Retrieval(hits, graph.linked, graph.entities)
         return Retrieval(hits, self.graph.link(query) if self.graph is not None else [])
+
+    def tune(self, stopwords: frozenset[str] = frozenset()) -> FusionTuning:
+        """Measure this store's rankers on its own pseudo-questions and save the fusion they
+        give in the store (the writer calls it after an ingest that grew the store)."""
+        measured = tuning.tune(self, stopwords=stopwords)
+        tuning.save(self.passages.sql, measured)
+        return measured
 
     def to_hits(self, ranked: Sequence[tuple[int, float]], ranks: dict[int, dict[str, int]] | None = None) -> list[Hit]:
         chunks = self.passages.chunks([cid for cid, _ in ranked])
@@ -118,3 +146,22 @@ class Searcher:
                 )
             )
         return hits
+
+
+def guard(fused: list[tuple[int, float]], lexical: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """BM25's first passages lead when it is confidently right (see GUARD_RATIO)."""
+    if not lexical or not fused:
+        return fused
+    scores = [s for _, s in lexical[: GUARD_LEAD + 1]]
+    if len(scores) > 1 and not (scores[1] > 0 and scores[0] >= GUARD_RATIO * scores[1]):
+        return fused
+    lead = [lexical[0][0]]
+    for i in range(1, min(GUARD_LEAD, len(scores) - 1)):
+        if not (scores[i + 1] > 0 and scores[i] >= GUARD_RATIO * scores[i + 1]):
+            break
+        lead.append(lexical[i][0])
+    if [c for c, _ in fused[: len(lead)]] == lead:
+        return fused
+    top = fused[0][1]
+    led = [(c, top + 1e-9 * (len(lead) - i)) for i, c in enumerate(lead)]  # scores stay in order
+    return led + [(c, s) for c, s in fused if c not in lead]
