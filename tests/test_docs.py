@@ -70,3 +70,22 @@ def test_chunks_stay_in_sections_behind_their_heading_and_code_stays_out_of_the_
     memory.passages.vectors.remove([inner.id])
     assert memory.passages.reconcile()["re_embedded"] == 1
     assert float(memory.passages.vectors.vectors(np.array([inner.id]))[0] @ with_heading) > 0.999
+
+
+def test_text_read_from_html_holds_no_markdown_escapes_and_code_keeps_its_backslashes(memory):
+    """What a reader of the page sees: `newgrades.__getitem__`, `['jane', ...]`, `>>>`; the
+    page's own backslashes in code (`'\\u0394'`, `"\\n"`) stay."""
+    report = memory.ingest([PAGES / "howto-sorting.html", PAGES / "howto-unicode.html"])
+    assert report.added == 2 and not report.failed
+    texts = {Path(d.source).name: d.text for d in map(memory.get, report.ids)}
+    sorting, unicode = texts["howto-sorting.html"], texts["howto-unicode.html"]
+    assert "key=newgrades.__getitem__)" in sorting and "['jane', 'dave', 'john']" in sorting
+    for text in texts.values():
+        prose = re.sub(r"```.*?```|`[^`\n]+`", "", text, flags=re.S)
+        assert not re.search(r"\\[_*\[\]<>`#|~]", prose), re.search(r".{30}\\[_*\[\]<>`#|~].{30}", prose)
+    assert "'\\u0394'" in unicode  # code's own escapes are the page's
+    # Chunks, search hits and their offsets are of the same text.
+    hit = memory.search("sort a separate list of student names by grade", k=5, mode="lexical")
+    assert any("__getitem__" in h.text for h in hit)
+    for h in hit:
+        assert memory.get(h.doc_id).text[h.start:h.end] == h.text

@@ -172,7 +172,20 @@ def _main_content(html: str) -> str:
                                    include_comments=False, include_images=False, favor_recall=True)
     except Exception:  # a page trafilatura cannot parse is read the plain way
         return ""
-    return (main or "").replace("\u00b6", "").strip()
+    return unescape_markdown((main or "").replace("\u00b6", "")).strip()
+
+
+# trafilatura's Markdown escapes the page's own punctuation (`\_\_getitem\_\_`, `\[`, `\>>>`);
+# a reader of the page sees none of it. Code (fenced blocks and inline spans) is left as it
+# is: its backslashes are the page's own (`"\n"`, `'\u0394'`).
+_CODE_SPANS = re.compile(r"(```.*?```|`[^`\n]+`)", re.S)
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|~])")
+
+
+def unescape_markdown(text: str) -> str:
+    """The text a reader of the page sees: Markdown's backslash escapes removed outside code."""
+    parts = _CODE_SPANS.split(text)
+    return "".join(p if i % 2 else _ESCAPED.sub(r"\1", p) for i, p in enumerate(parts))
 
 
 def read_pdf(path: Path, options: ReaderOptions, notices: list[Notice]) -> Document:
