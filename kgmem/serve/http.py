@@ -2,7 +2,8 @@
 
 The contract (see docs/serving.md and /docs): POST /ingest, GET /search, POST /ask
 (server-sent events when the client accepts text/event-stream), GET/DELETE
-/documents, GET /graph/..., GET /stats, GET /health. Errors are JSON {"detail": ...}:
+/documents, GET /graph/..., GET /stats, GET /health; and OpenAI's chat API, GET /v1/models
+and POST /v1/chat/completions (openai_api.py). Errors are JSON {"detail": ...}:
 404 for an unknown document or entity, 413 over the size limit, 422 for a request
 that is wrong (naming the field), 400 for a body that is not JSON, 401 without the token,
 503 when the writer queue is full, 409 for a change asked of a read-only store, 502 when
@@ -27,7 +28,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..errors import (
-    Cancelled,
     CorruptStoreError,
     DiskFullError,
     KgmemError,
@@ -38,6 +38,7 @@ from ..errors import (
 from ..pipelines.llm import LLMError
 from ..retrieval.packer import ContextTooSmallError
 from .guard import Guard
+from .openai_api import add_routes as add_openai_routes
 from .schemas import (
     WORDS,
     AskIn,
@@ -60,6 +61,7 @@ from .schemas import (
     StatsOut,
 )
 from .service import BadRequest, BusyError, Service
+from .streaming import stream_from_thread
 
 log = logging.getLogger("kgmem")
 MODES = ("auto", "dense", "lexical", "hybrid", "graph")
@@ -282,6 +284,9 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
         """Delete remembered turns: a conversation's, a user's, or these ids."""
         return {"forgotten": service.forget(conversation=body.conversation, user=body.user, turns=body.turns)}
 
+    # ------------------------------------------------------------------ OpenAI's chat API
+    add_openai_routes(app, service, _status)
+
     # ------------------------------------------------------------------ the page
     @app.get("/", include_in_schema=False)
     def page() -> Response:
@@ -312,44 +317,15 @@ def _merge(reports: list[Any]) -> dict[str, Any]:
 
 
 def _stream_answer(service: Service, body: AskIn) -> StreamingResponse:
-    """Server-sent events: `token` as the answer streams, then `answer` (or `error`).
-    A client that leaves stops the model at its next token (a keep-alive comment every
-    second finds out even before the first token)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str | None, Any]] = asyncio.Queue()
-    cancelled = threading.Event()
+    """Server-sent events: `token` as the answer streams, then `answer` (or `error`)."""
 
-    def push(kind: str | None, data: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
+    def job(push: Any, cancelled: threading.Event) -> None:
+        ans = service.ask(body.question, k=body.k, budget=body.budget, mode=body.mode,
+                          on_token=lambda t: push("token", {"text": t}), cancelled=cancelled,
+                          conversation=body.conversation, user=body.user, asker=body.asker)
+        push("answer", ans.as_dict())
 
-    def work() -> None:
-        try:
-            ans = service.ask(body.question, k=body.k, budget=body.budget, mode=body.mode,
-                              on_token=lambda t: push("token", {"text": t}), cancelled=cancelled,
-                              conversation=body.conversation, user=body.user, asker=body.asker)
-            push("answer", ans.as_dict())
-        except Cancelled:
-            pass
-        except Exception as exc:  # noqa: BLE001 - reported to the client as an event
-            push("error", {"detail": str(exc), "status": _status(exc)})
-        finally:
-            push(None, None)
+    def render(kind: str, data: Any) -> str:
+        return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    threading.Thread(target=work, name="kgmem-ask", daemon=True).start()
-
-    async def events() -> Any:
-        try:
-            while True:
-                try:
-                    kind, data = await asyncio.wait_for(queue.get(), timeout=1.0)
-                except asyncio.TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if kind is None:
-                    return
-                yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-        finally:
-            cancelled.set()  # the client left (or all was sent): free the model
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return stream_from_thread(job, render, on_error=lambda exc: {"detail": str(exc), "status": _status(exc)})
