@@ -63,8 +63,10 @@ def run_reader(name: str, pages: list[Path], questions: list[dict], store: Path,
                 "chunks": len(chunks),
                 "navigation_chunks": sum(1 for t in chunks if any(n in t for n in NAVIGATION)),
                 "entities": len(names),
-                "code_or_punctuation_entities": sum(1 for n, label in names if CODE_NAME.search(n)
-                                                    or (label != "DATE" and NO_LETTER.match(n))),
+                # identifiers are entities on purpose (label CODE: graph/extract.py); broken names are not
+                "code_or_punctuation_entities": sum(1 for n, label in names if label != "CODE" and (
+                    CODE_NAME.search(n) or (label != "DATE" and NO_LETTER.match(n)))),
+                "identifier_entities": sum(1 for _, label in names if label == "CODE"),
                 "relations": conn.execute("SELECT count(*) FROM relations WHERE kind != 'cooc'").fetchone()[0],
             },
             "modes": {},

@@ -93,17 +93,17 @@ def run_set(name: str) -> dict:
                "measure_seconds": fusion.get("seconds", 0.0), "fusion": fusion, "systems": {}}
         out["measure_share"] = round(out["measure_seconds"] / max(out["ingest_seconds"], 1e-9), 3)
         score = scorer(name, mem)
-        ratio = search_module.GUARD_RATIO
+        ratios = search_module.GUARD_RATIO, search_module.GUARD_RATIO_BM25_LEADS
         for label, mode, fusion_setting, guarded in SYSTEMS:
             mem.config.fusion = fusion_setting or "adaptive"
-            search_module.GUARD_RATIO = ratio if guarded else math.inf
+            search_module.GUARD_RATIO, search_module.GUARD_RATIO_BM25_LEADS = ratios if guarded else (math.inf,) * 2
             t1 = time.perf_counter()
             hits = [mem.search(q["q"], depth, mode) for q in questions]
             seconds = time.perf_counter() - t1
             out["systems"][label] = {f"R@{k}": round(100 * sum(score(q, h, k) for q, h in zip(questions, hits))
                                                      / len(questions), 1) for k in KS}
             out["systems"][label]["ms_per_query"] = round(1000 * seconds / len(questions), 1)
-        search_module.GUARD_RATIO = ratio
+        search_module.GUARD_RATIO, search_module.GUARD_RATIO_BM25_LEADS = ratios
         mem.config.fusion = "adaptive"
         if name in ("musique", "hotpotqa"):
             ref = dense_reference(load_dataset(BENCH / name), mem.passages.embedder.embed)

@@ -11,7 +11,7 @@ import click
 
 from .cli_options import emit, handle_errors, json_option, open_store, open_with_profile, store_option
 from .config import PROFILES, Config
-from .render import ProgressLine, report_text
+from .render import ProgressLine, fusion_text, report_text
 
 MODES = ["auto", "dense", "lexical", "hybrid", "graph"]
 
@@ -230,6 +230,7 @@ def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: 
             progress = ProgressLine(None, enabled=not as_json)
             results, info = run_eval(memory, dataset_dir, modes=modes.split(",") if modes else None, limit=limit,
                                      reference=not no_reference, on_progress=progress, llm=llm, budget=budget)
+            info["fusion"] = memory.fusion().as_dict()
             progress.close()
     if as_json:
         if not per_question:
@@ -238,6 +239,7 @@ def eval_command(dataset_dir: str, store: str | None, limit: int | None, modes: 
         emit(results_json(results, info, per_question=per_question))
     else:
         click.echo(format_table(results))
+        click.echo(fusion_text(info["fusion"]))
         if "answers" in info:
             click.echo(format_answers(info["answers"]))
 

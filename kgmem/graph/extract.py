@@ -31,6 +31,14 @@ ENTITY_LABELS = {
     "PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE", "DATE",
 }
 NOUN_PHRASE = "NP"
+# Identifiers in technical text are what a user types ("functools.cmp_to_key", "__repr__",
+# "dictConfig"): a dotted name, a name with an underscore, or a camelCase name, each an
+# entity of its own (the last part of a dotted name too), so a question naming one links
+# to the passages that do. Code blocks never reach the parser (pipelines/prepare.py).
+CODE = "CODE"
+_IDENTIFIER = re.compile(
+    r"(?<![\w.])(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|_*[A-Za-z][A-Za-z0-9]*_\w*|[a-z]+[A-Z]\w*)(?:\(\))?(?![\w])"
+)
 PLACES = {"GPE", "LOC", "FAC"}
 # Pronouns a voice resolves: "first" is the speaker, "second" the one spoken to.
 PERSONS = {
@@ -189,6 +197,32 @@ def _lemma(tok: Any) -> str:
     return "be" if tok.lower_ in _BE else tok.lemma_.lower()
 
 
+def _identifier(name: str) -> bool:
+    """A dotted name of real parts (not "e.g" or "U.S"), or an underscore or camelCase name,
+    with a lower-case letter and 3 characters or more."""
+    if len(name) < 3 or not any(c.islower() for c in name):
+        return False
+    if "." in name:
+        return max(len(p) for p in name.split(".")) >= 3 and not name.endswith(".")
+    return True
+
+
+def identifiers(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, name) of each identifier in `text`, and of a dotted name's last part."""
+    out = []
+    for m in _IDENTIFIER.finditer(text):
+        name = m.group(0).removesuffix("()")
+        if not _identifier(name):
+            continue
+        out.append((m.start(), m.start() + len(name), name))
+        if "." in name:
+            last = name.rsplit(".", 1)[1]
+            if _identifier(last) and ("_" in last or any(c.isupper() for c in last[1:])):
+                start = m.start() + name.rindex(".") + 1
+                out.append((start, start + len(last), last))
+    return out
+
+
 def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None, subject: str | None = None) -> ChunkFacts:
     facts = ChunkFacts()
     token_mention: dict[int, int] = {}
@@ -219,6 +253,10 @@ def facts_of(doc: Any, noun_phrases: bool = True, voice: Voice | None = None, su
             continue  # "monthly", "today": not a node worth having
         for s, e in _entity_parts(doc, ent.start, ent.end):
             add(s, e, ent.label_)
+    for start, end, name in identifiers(doc.text):
+        span = doc.char_span(start, end, alignment_mode="expand")
+        if span is not None:
+            add(span.start, span.end, CODE, name)
     if noun_phrases:
         for nc in doc.noun_chunks:
             trimmed = _trim_noun_chunk(nc)
