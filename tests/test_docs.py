@@ -89,3 +89,14 @@ def test_text_read_from_html_holds_no_markdown_escapes_and_code_keeps_its_backsl
     assert any("__getitem__" in h.text for h in hit)
     for h in hit:
         assert memory.get(h.doc_id).text[h.start:h.end] == h.text
+
+
+def test_the_no_llm_reader_explains_a_how_to_question_and_names_a_factoid(memory):
+    memory.ingest([PAGES / "tutorial-controlflow.html", PAGES / "tutorial-classes.html"])
+    ans = memory.ask("What does the nonlocal statement do?", llm="extractive")
+    assert ans.found and ans.context.form == "explain"
+    said = re.sub(r"\s*\[\d+\]$", "", ans.text)
+    assert "nonlocal" in said and 8 <= len(said.split()) <= 61 and said.rstrip(" …").endswith((".", ":"))
+    assert ans.citations and ans.citations[0].quote.strip() in memory.get(ans.citations[0].doc_id).text
+    short = memory.ask("Which keyword defines a function?", llm="extractive")
+    assert short.context.form == "phrase" and len(re.sub(r"\s*\[\d+\]", "", short.text).split()) <= 6

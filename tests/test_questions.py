@@ -77,3 +77,37 @@ def test_a_comparison_without_both_values_falls_back_to_the_ordinary_answer():
     assert (reply.answer, reply.sources) == ("no", [2]) and model.schemas == [COMPARE_SCHEMA, ANSWER_SCHEMA]
     broken = Scripted({"compare": "Jiangsu and Jiangxi", "answer": '{"answer": "not in memory", "sources": []}'})
     assert not broken.answer(q, _context(), 64).found
+
+
+def test_explains_tells_questions_answered_by_an_explanation_from_those_answered_by_a_phrase():
+    from kgmem.pipelines.llm.questions import explains
+
+    for q in ("How do I mark function parameters as positional-only?", "What does the nonlocal statement do?",
+              "Why is 0.1 + 0.2 not exactly 0.3?", "What is a generator?", "What are keyword-only arguments?",
+              "What is the difference between a list and a tuple?", "how can I compress data with zlib?",
+              "What is functools.cmp_to_key for?"):
+        assert explains(q), q
+    for q in ("Who was the first president of the American Psychological Association?",
+              "Which function configures logging from a dictionary?", "What is the capital of Portugal?",
+              "How many students enrolled in 2004?", "What is Caroline's identity?", "Is Python's sort stable?",
+              "How to Eat, released in which year, is a book by Nigella Lawson", "When was the abbey founded?"):
+        assert not explains(q), q
+
+
+def test_a_question_asking_for_an_explanation_gets_the_explanation_instructions_and_room():
+    from kgmem.pipelines.llm.base import ANSWER_INSTRUCTIONS, EXPLAIN_INSTRUCTIONS, EXPLAIN_SCHEMA
+
+    class Recording(Scripted):
+        def chat(self, messages, max_tokens, schema=None, on_delta=None, no_repeat=False):
+            self.seen = (messages[0]["content"], max_tokens, schema)
+            return super().chat(messages, max_tokens, schema, on_delta)
+
+    said = "Put a / after them: def f(a, b, /, c). Everything before the / is positional-only."
+    model = Recording({"answer": json.dumps({"answer": said, "sources": [1]})})
+    context = _context()
+    context.system, context.form = ANSWER_INSTRUCTIONS, "explain"
+    reply = model.answer("How do I mark parameters as positional-only?", context, 192)
+    assert reply.answer == said.rstrip(".") and model.seen == (EXPLAIN_INSTRUCTIONS, 192, EXPLAIN_SCHEMA)
+    context.form = "phrase"
+    model.answer("Which city is in Jiangsu?", context, 64)
+    assert model.seen == (ANSWER_INSTRUCTIONS, 64, ANSWER_SCHEMA)

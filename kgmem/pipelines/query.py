@@ -17,6 +17,7 @@ from ..memory.chunker import sentence_spans
 from ..memory.passages import stopwords
 from .hops import Hop, answered_a_step, echoes, follow, merge
 from .llm import Backend, Reply
+from .llm.questions import explains
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
@@ -216,6 +217,16 @@ def _fit_question(question: str, count: Callable[[str], int], limit: int) -> tup
     return cut, f"the question ({n} tokens) was trimmed to {count(cut)} tokens to fit the context window"
 
 
+# Room for an explanation's reply (at most 60 words, its JSON and sources) and its longer
+# instructions, where a phrase needs `answer_tokens` (64).
+EXPLAIN_TOKENS = 192
+
+
+def answer_room(question: str, answer_tokens: int) -> int:
+    """Tokens kept for the reply: more for a question answered by an explanation."""
+    return max(answer_tokens, EXPLAIN_TOKENS) if explains(question) else answer_tokens
+
+
 def prepare(
     searcher: Searcher,
     graph: KnowledgeGraph,
@@ -236,6 +247,7 @@ def prepare(
     if not question or not question.strip():
         raise ValueError("the question is empty")
     window = window or backend.context_window
+    answer_tokens = answer_room(question, answer_tokens)
     question, notice = _fit_question(question.strip(), backend.count_tokens, max(16, (window - answer_tokens) // 3))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -257,6 +269,7 @@ def prepare(
     packer = Packer(backend.count_tokens, window, answer_tokens, render=backend.render, fact_share=fact_share,
                     instructions=getattr(backend, "instructions", None) or None)
     context = packer.pack(question, hits, facts)
+    context.form = "explain" if explains(question) else "phrase"
     untitled = [s for s in context.sources if not s.title]
     if untitled:  # sources cited only through a fact: name them (and quote the fact's sentence)
         found = searcher.passages.chunks([s.chunk_id for s in untitled])
@@ -297,10 +310,12 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
     `cancel`, once set, stops the model at its next token (`Cancelled` is raised)."""
     context, timings = prep.context, prep.timings
     notices = list(prep.notices)
+    if context.form == "explain":
+        answer_tokens = max(answer_tokens, EXPLAIN_TOKENS)
     t0 = time.perf_counter()
     reply = _generate(backend, question, context, answer_tokens, on_token, cancel)
     step, why = None, ""
-    if reply.found and prep.hops and getattr(backend, "follows_hops", False):
+    if reply.found and prep.hops and getattr(backend, "follows_hops", False) and context.form != "explain":
         step, why = answered_a_step(reply.answer, prep.hops), "answers a step of the question"
         if step is None and echoes(reply.answer, question):
             step, why = prep.hops[-1], "is named in the question"

@@ -94,6 +94,9 @@ class PackedContext:
     # start -1 for the chunk as a whole; the reader's DATE candidates for "when" questions.
     dated: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
     question: str = ""  # as its last line asks it
+    # The answer's form: "phrase" (a name, a date, yes/no) or "explain" (one to three
+    # sentences, for a how-to, why or what-does question: pipelines/llm/questions.explains).
+    form: str = "phrase"
 
     def source(self, n: int) -> Source | None:
         return next((s for s in self.sources if s.n == n), None)

@@ -177,6 +177,26 @@ def second_hop(question: str, packed: list) -> set[int]:
     return out
 
 
+EXPLAIN_WORDS = 60  # an explanation's length, at most
+_FULL_STOP = re.compile(r"[.!?:](?=\s|$)|\n\s*\n")
+
+
+def _sentence_start(text: str, start: int) -> int:
+    """Where the sentence running through `start` begins: after the last full stop or blank
+    line before it (a heading line above it is left out)."""
+    begin = 0
+    for m in _FULL_STOP.finditer(text, 0, start + 1):
+        if m.end() <= start + 1:
+            begin = m.end()
+    return begin + len(text[begin:]) - len(text[begin:].lstrip())
+
+
+def _sentence_end(text: str, end: int) -> int:
+    """Where the sentence running through `end` stops: its full stop (or colon), or a blank line."""
+    m = _FULL_STOP.search(text, max(end - 1, 0))
+    return m.end() if m else len(text)
+
+
 @dataclass
 class Candidate:
     text: str
@@ -228,6 +248,8 @@ class ExtractiveBackend:
         if not sentences:
             return Reply(NOT_FOUND, [], found=False)
         by_n = {s.n: s for s in packed}
+        if context.form == "explain":
+            return self._explain(question, sentences, by_n)
         yes_no = is_yes_no(question)
         opts = [] if yes_no else options(question)
         # The question as followed hop by hop ("… the country where Johann Strauss II was a
@@ -255,6 +277,20 @@ class ExtractiveBackend:
         if best is None:
             return Reply(NOT_FOUND, [], found=False)
         return Reply(best.text, [best.n], found=True, support=[(best.n, *best.sentence)])
+
+    def _explain(self, question: str, sentences: list[tuple[int, int, int]], by_n: dict) -> Reply:
+        """A how-to, why or what-does question: the packed sentence closest to it, run on to
+        its full stop (pages wrap lines mid-sentence), and the next one when it is short or
+        ends in a colon (an example follows); at most 60 words."""
+        vecs = self.embed([question] + [by_n[n].text[s:e] for n, s, e in sentences])
+        n, s, e = sentences[int((vecs[1:] @ vecs[0]).argmax())]
+        text = by_n[n].text
+        s, e = _sentence_start(text, s), _sentence_end(text, e)
+        if len(text[s:e].split()) < 12 or text[s:e].rstrip().endswith(":"):
+            e = _sentence_end(text, e + 1)
+        words = text[s:e].split()
+        answer = " ".join(words[:EXPLAIN_WORDS]) + (" …" if len(words) > EXPLAIN_WORDS else "")
+        return Reply(answer, [n], found=True, support=[(n, s, e)])
 
     def _yes_no(self, question: str, best: tuple[int, int, int], packed: list) -> Reply:
         """"Are A and B both C?": yes when the passage about each of A and B says C (a

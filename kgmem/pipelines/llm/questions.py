@@ -1,5 +1,7 @@
-"""What a question asks for, read from its words alone (no model): yes/no questions, and
-yes/no questions that compare two things by one property ("… in the same province?")."""
+"""What a question asks for, read from its words alone (no model): yes/no questions,
+yes/no questions that compare two things by one property ("… in the same province?"), and
+questions whose useful answer is an explanation rather than a phrase ("How do I …?",
+"Why …?", "What does X do?", "What is a generator?")."""
 from __future__ import annotations
 
 import re
@@ -49,3 +51,36 @@ def same_value(first: str, second: str) -> bool | None:
     if not a or not b:
         return None
     return a <= b or b <= a
+
+
+# How-to, why, what-does and what-is-a questions: a phrase ("positional-only [2]") does not
+# answer them; one to three sentences do. "How many/much/old/…" asks for a phrase.
+_EXPLAIN = re.compile(
+    r"^\s*(?:how\s+(?:do|does|did|can|could|should|would|to|is|are)\b"
+    r"|why\b|explain\b|describe\b|when\s+should\b"
+    r"|what\s+(?:does|do|did)\b.*\bdo\s*\??\s*$"
+    r"|what\s+(?:is|are)\s+the\s+(?:difference|differences|purpose|point|use|advantage|benefit)s?\b"
+    r"|what\s+happens\b"
+    r"|what\s+(?:is|are)\b.*\b(?:for|used\s+for)\s*\??\s*$)",
+    re.IGNORECASE,
+)
+# "What is a generator?", "What are keyword-only arguments?": a definition; not "What is the
+# capital of …" (a relation), nor a question that names what kind of answer it wants.
+_DEFINE = re.compile(r"^\s*what\s+(?:is|are)\s+(?:an?\s+)?([\w'./-]+(?:\s+[\w'./-]+){0,6})\s*\?\s*$", re.I)
+# A second question word asks for a phrase: "How to Eat, released in which year, …".
+_ASKS_PHRASE = re.compile(r"\b(?:which|who|whom|whose|what\s+year|how\s+many|how\s+much)\b", re.I)
+_NOT_DEFINED = {"the", "this", "that", "these", "those", "his", "her", "its", "their", "your", "my", "it", "there",
+                "he", "she", "they", "you", "i", "we"}
+
+
+def explains(question: str) -> bool:
+    """Whether the question's useful answer is a short explanation (1-3 sentences), not a phrase."""
+    first, _, rest = question.strip().partition(" ")
+    if _ASKS_PHRASE.search(rest):
+        return False
+    if _EXPLAIN.search(question):
+        return True
+    m = _DEFINE.match(question)
+    # not about someone ("What is Caroline's identity?"): a term's definition
+    return bool(m) and m.group(1).split()[0].lower() not in _NOT_DEFINED and "'" not in m.group(1) \
+        and "\u2019" not in m.group(1)
