@@ -72,7 +72,7 @@ def test_an_ingest_measures_the_store_on_its_own_pseudo_questions_and_keeps_the_
     assert report.chunks >= tuning.MIN_CHUNKS
     fusion = report.fusion
     assert fusion is not None and fusion["source"] == "measured"
-    assert 0 < fusion["questions"] <= report.chunks // 2
+    assert 0 < fusion["questions"] <= report.chunks
     assert set(fusion["strength"]) == {"dense", "lexical", "graph"}
     assert all(0.0 <= v <= 1.0 for v in fusion["strength"].values())
     assert max(fusion["weights"].values()) == 1.0 and min(fusion["weights"].values()) >= FLOOR

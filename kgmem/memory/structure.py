@@ -16,7 +16,8 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
 _INLINE_CODE = re.compile(r"`+")
 # Marks of the page, not words: Sphinx's permalink pilcrow, heading hashes, emphasis.
-_MARKS = re.compile(r"[\u00b6#*_]")
+_MARKS = re.compile(r"[\u00b6#*]|(?<![A-Za-z0-9_])_(?![A-Za-z0-9_]*[A-Za-z0-9]__(?!\w))|(?<=[A-Za-z0-9])_(?![A-Za-z0-9_])")
+# (an underscore inside a name — `cmp_to_key`, `__init__` — is part of it, not emphasis)
 PATH_SEPARATOR = " › "
 
 

@@ -15,8 +15,9 @@ MuSiQue and HotpotQA, where the three rankers are about equal on real questions,
 reaches 0.75 and the walk 0.85 of BM25's MRR. Those ratios are the bias taken out
 (`BIAS`); a ranker whose corrected strength falls well below the best one's loses votes
 (linearly from `HI` down to `LO`, never below `FLOOR`), and when the others lose votes
-the leading ranker's RRF constant shrinks (its first ranks count more than the others'
-tail). On both Wikipedia sets this gives back the fixed votes; on Python's docs BM25
+the leading ranker's RRF constant shrinks with the cube of their mean vote (its first
+ranks count more than the others' tail; on Python's docs a constant above ~17 let the
+others' agreement push BM25's right passage out of the top 5). On both Wikipedia sets this gives back the fixed votes; on Python's docs BM25
 leads. Measured on every set: benchmarks/eval_fusion.py.
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ LO, HI = 0.65, 0.95  # corrected strength, relative to the best ranker's: the le
 FLOOR = 0.25
 MIN_K = 10
 META_KEY = "fusion_tuning"
-QUESTIONS = 300  # pseudo-questions per measurement (fewer on a small store: one per two chunks)
+QUESTIONS = 400  # pseudo-questions per measurement (fewer on a small store: one per chunk at most)
 MIN_CHUNKS = 40  # below this a store keeps the fixed votes: too few chunks to measure
 # A chunk this many places from the question's own, in its document, counts as found. 0:
 # only its own (BIAS was measured so; 1 changed no set's reading: QMSum still looks BM25-led).
@@ -115,7 +116,7 @@ def weights_from(strength: dict[str, float]) -> tuple[dict[str, float], dict[str
     others = sum(weights[r] for r in RANKERS if r != lead) / (len(RANKERS) - 1)
     k = dict(FIXED_K)
     if others < 1:
-        k[lead] = max(MIN_K, round(FIXED_K[lead] * others * others))
+        k[lead] = max(MIN_K, round(FIXED_K[lead] * others ** 3))
     return weights, k
 
 
@@ -199,7 +200,7 @@ def tune(searcher: Any, n: int = QUESTIONS, stopwords: frozenset[str] = frozense
     chunks = _chunk_count(sql)
     if chunks < MIN_CHUNKS or searcher.graph is None:
         return FusionTuning(chunks=chunks, seconds=round(time.perf_counter() - t0, 2))
-    questions = pseudo_questions(sql, min(n, chunks // 2), stopwords=stopwords)
+    questions = pseudo_questions(sql, min(n, chunks), stopwords=stopwords)
     strength = measure(searcher, questions)
     weights, k = weights_from(strength)
     return FusionTuning(weights=weights, k=k, source="measured", strength=strength, questions=len(questions),
