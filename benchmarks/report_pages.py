@@ -71,30 +71,19 @@ def fusion_section(r: Results) -> str:
                       " / ".join(str(fu["k"][x]) for x in ("dense", "lexical", "graph")),
                       f"{num(s['measure_seconds'])} s of {num(s['ingest_seconds'])} s ({100 * s['measure_share']:.1f}%)"])
     return (
-        "## Fusion that fits the corpus
-
-"
+        "## Fusion that fits the corpus\n\n"
         "Every ranker alone, fixed votes and the votes each store measured on its own pseudo-questions, with "
         "and without the per-question guard; fresh stores, one run "
         f"({r(f, 'machine', 'cpu')}). MuSiQue and HotpotQA: recall of the gold documents; Python docs: a chunk "
         "of the right page holding the answer's phrase; QMSum: recall of the chunks over the relevant turns "
-        "among the meeting's own first k.
-
-" + fusion_table(r) + "
-
-"
+        "among the meeting's own first k.\n\n" + fusion_table(r) + "\n\n"
         "What each store measured (MRR@10 on its pseudo-questions; dense / BM25 / walk), the votes and RRF "
-        "constants it took, and what the measurement added to the ingest:
-
-"
-        + table(["set", "chunks", "pseudo-question MRR", "votes", "RRF k", "measurement"], votes) + "
-
-"
+        "constants it took, and what the measurement added to the ingest:\n\n"
+        + table(["set", "chunks", "pseudo-question MRR", "votes", "RRF k", "measurement"], votes) + "\n\n"
         "Pseudo-questions copy their passage's words, so they flatter BM25 everywhere; the bias measured on "
         "the Wikipedia sets is taken out. They cannot tell Python's docs, where BM25 really leads, from "
         "QMSum's meetings, where only the copied words let it lead (real queries there paraphrase): the least "
-        "vote (a quarter) bounds what that costs on QMSum, and it is reported, not hidden.
-"
+        "vote (a quarter) bounds what that costs on QMSum, and it is reported, not hidden.\n"
     )
 
 
@@ -175,6 +164,28 @@ def retrieval(r: Results) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- answers
+def docs_answers(r: Results) -> str:
+    """Useful answers on Python's docs, the phrase form against the form that follows the question."""
+    f = "docs_answers.json"
+    rows = []
+    for llm, res in r(f, "backends").items():
+        for form in ("phrase", "follows the question"):
+            s = res[form]
+            label = "always a phrase (before)" if form == "phrase" else "**follows the question**"
+            rows.append([f"`{llm}`", label, f"{s['useful']} of {s['questions']} ({num(s['useful_pct'])}%)",
+                         num(s["median_words"], 0), s["declined"], num(s["seconds_per_answer"])])
+    return (
+        "## Answers a person can use (Python's docs)\n\n"
+        "The 46 questions of `benchmarks/pydocs/` asked of a store of its 21 pages, as a newcomer asks them. "
+        "An answer is useful when it says what a right answer must say (`benchmarks/pydocs/answers.json`, "
+        "written from the pages before any answer was seen). Each backend answers in one run with the "
+        "answer always a phrase, and with the form following the question: "
+        f"{r(f, 'backends', next(iter(r(f, 'backends'))), 'explanation questions')} of the 46 ask how, why or "
+        "what-does, and get at most 60 words.\n\n"
+        + table(["backend", "answer form", "useful", "median words", "declined", "s / answer"], rows)
+    )
+
+
 def answers(r: Results) -> str:
     f = "answers_prefill.json"
     rows = []
@@ -251,6 +262,7 @@ def answers(r: Results) -> str:
         f"(EM {num(data['EM'])}), {num(data['seconds_p50'])} s an answer. The first token is the model reading "
         f"~{num(fresh, 0)} "
         "fresh prompt tokens on two cores.",
+        docs_answers(r),
         "## Without a model\n\n`--llm extractive`: the reader picks a span of the kind the question asks for "
         "(a person, a place, a date …) from the packed passages, with a 2,048-token budget; every question of "
         "each set.\n\n" + reader,
@@ -260,6 +272,7 @@ def answers(r: Results) -> str:
             "python benchmarks/eval_answers.py ../shared/bench/musique --llm llama --budgets 1024",
             "python benchmarks/eval_answers.py ../shared/bench/hotpotqa --limit 100 --llm llama --budgets 1024",
             "python benchmarks/eval_answers.py ../shared/bench/musique --llm extractive --budgets 2048",
+            "python benchmarks/eval_docs_answers.py            # useful answers on Python's docs",
         ),
         tried(r, "answers"),
     )
@@ -428,6 +441,16 @@ def headline(r: Results) -> str:
                 "F1, local 1.5B model",
                 f"**{num(c['f1_after'])}**",
                 f"{num(c['naive_f1'])} (naive RAG, same model)",
+            ]
+        )
+    for llm, res in r("docs_answers.json", "backends").items():
+        follows, phrase = res["follows the question"], res["phrase"]
+        rows.append(
+            [
+                "[Answers](docs/benchmarks/answers.md), Python docs" if not rows[-1][0].endswith("docs") else "",
+                f"useful answers, `{llm}`",
+                f"**{follows['useful']} of {follows['questions']}** ({num(follows['median_words'], 0)} words)",
+                f"{phrase['useful']} of {phrase['questions']} (the same backend, always a phrase)",
             ]
         )
     rec = r("conversation_locomo.json", "recall")
