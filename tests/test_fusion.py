@@ -130,3 +130,11 @@ def test_cli_shows_the_fusion_and_refuses_a_bad_setting_in_one_line(docs_store):
                          capture_output=True, text=True, env=dict(env, KGMEM_FUSION="bm25=1"), timeout=120)
     assert bad.returncode != 0
     assert "KGMEM_FUSION" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_remembered_turns_never_measure_the_fusion(memory):
+    """Recall fuses turns its own way: a conversation's store does not spend an ingest on votes."""
+    turns = [{"speaker": "Ana" if i % 2 else "Ben", "text": f"On day {i} we talked about the garden and plot {i}."}
+             for i in range(tuning.MIN_CHUNKS + 5)]
+    report = memory.remember(turns, conversation="garden", at="2026-11-21T18:05")
+    assert len(report.ids) == len(turns) and report.fusion is None

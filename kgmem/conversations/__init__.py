@@ -74,8 +74,9 @@ class Conversations:
             if self._memory is None:
                 if not create and not (self.path / "kgmem.db").exists():
                     return None
-                self._memory = Memory(self.path, self.parent.config, embedder=self.parent.passages.embedder,
-                                      read_only=self.parent.read_only or None)
+                # recall fuses its own way (below): the turn store never measures `auto`'s votes
+                self._memory = Memory(self.path, self.parent.config.replace(fusion="fixed"),
+                                      embedder=self.parent.passages.embedder, read_only=self.parent.read_only or None)
             return self._memory
 
     def close(self) -> None:
