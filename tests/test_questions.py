@@ -111,3 +111,15 @@ def test_a_question_asking_for_an_explanation_gets_the_explanation_instructions_
     context.form = "phrase"
     model.answer("Which city is in Jiangsu?", context, 64)
     assert model.seen == (ANSWER_INSTRUCTIONS, 64, ANSWER_SCHEMA)
+
+
+def test_an_explanation_cut_by_its_length_limit_ends_at_its_last_full_sentence():
+    from kgmem.pipelines.llm.base import ANSWER_INSTRUCTIONS
+
+    said = ("Use the functools.lru_cache decorator. It keeps the results of recent calls and returns them when "
+            "the same arguments come again. The cache_info() function can be used to measu")
+    model = Scripted({"answer": json.dumps({"answer": said, "sources": [1]})})
+    context = _context()
+    context.system, context.form = ANSWER_INSTRUCTIONS, "explain"
+    reply = model.answer("How do I cache the results of an expensive function?", context, 192)
+    assert reply.answer == said[: said.rindex(". ") + 1]

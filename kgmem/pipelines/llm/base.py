@@ -258,6 +258,15 @@ def parse_reply(raw: str) -> tuple[str, list[int], bool]:
     return (answer if found else NOT_FOUND), sources, found
 
 
+def whole_sentences(text: str) -> str:
+    """An explanation cut off by its length limit ends at its last full sentence, not mid-word."""
+    text = text.strip()
+    if not text or text[-1] in ".!?:)`\"'":
+        return text
+    last = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
+    return text[: last + 1] if last > len(text) // 3 else text + " …"
+
+
 class ChatBackend:
     """The answer step for chat models: one prompt, JSON out, the answer field streamed."""
 
@@ -310,6 +319,8 @@ class ChatBackend:
             result = self.chat(messages, max_tokens, schema, on_delta)
         text = result.text if self.schema is not None else result.text.strip().split("\n")[0]
         answer, sources, found = parse_reply(text)
+        if explain:
+            answer = whole_sentences(answer)
         if stream is not None and not stream.buffer and result.text:
             on_token(answer)  # a backend that could not stream
         return _reply(answer, sources, found, result, t0)
