@@ -319,8 +319,8 @@ class ChatBackend:
             result = self.chat(messages, max_tokens, schema, on_delta)
         text = result.text if self.schema is not None else result.text.strip().split("\n")[0]
         answer, sources, found = parse_reply(text)
-        if explain:
-            answer = whole_sentences(answer)
+        if explain and ('"sources"' not in text or len(answer) >= EXPLAIN_CHARS - 20):
+            answer = whole_sentences(answer)  # the reply was cut off (its token or length limit)
         if stream is not None and not stream.buffer and result.text:
             on_token(answer)  # a backend that could not stream
         return _reply(answer, sources, found, result, t0)
