@@ -8,13 +8,14 @@ import pytest
 
 from kgmem import Memory
 
+# (facts of their own: the served store is shared with test_http, whose records differ)
 RECORDS = [
-    {"id": "oa-1", "title": "Zanzibar Ferry Company", "text": "The Zanzibar Ferry Company was founded by "
-     "Halima Mwinyi in 1994. Its ferries sail from Stone Town to Dar es Salaam."},
-    {"id": "oa-2", "title": "Halima Mwinyi", "text": "Halima Mwinyi is a Tanzanian entrepreneur who studied "
-     "naval engineering in Mombasa."},
+    {"id": "oa-1", "title": "Lake Malawi Steamer Line", "text": "The Lake Malawi Steamer Line was founded by "
+     "Chikondi Banda in 1987. Its steamers sail from Monkey Bay to Nkhata Bay."},
+    {"id": "oa-2", "title": "Chikondi Banda", "text": "Chikondi Banda is a Malawian engineer who studied "
+     "marine engines in Blantyre."},
 ]
-QUESTION = "Who founded the Zanzibar Ferry Company?"
+QUESTION = "Who founded the Lake Malawi Steamer Line?"
 
 
 @pytest.fixture(scope="module")
