@@ -219,7 +219,7 @@ class Memory(Upkeep):
     def _retune(self) -> dict[str, Any] | None:
         """Under the writer lock, after an ingest: measure the rankers on the store's own
         pseudo-questions when it never was, or has grown by half since (retrieval/tuning.py)."""
-        if self.config.fusion != "adaptive" or self._searcher.graph is None:
+        if tuning.parse_fusion(self.config.fusion) is not None or self._searcher.graph is None:
             return None
         if not tuning.stale(self.passages.sql, tuning.load(self.passages.sql)):
             return None
