@@ -227,6 +227,8 @@ def answer_scores(memory: Any, questions: list[dict[str, Any]], llm: Any = None,
         }
         if name == "kgmem":
             out[name]["declined"] = sum(1 for r in records if not r["found"])
+            # declines the evidence did not excuse: every supporting passage was in the prompt
+            out[name]["declined_gold_in_prompt"] = sum(1 for r in records if not r["found"] and r["gold_read"] == 1)
             # the share of each question's supporting passages among those packed for the model
             shares = [r["gold_read"] for r in records if r["gold_read"] is not None]
             if shares:

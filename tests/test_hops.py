@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from kgmem.pipelines.hops import Hop, answered_a_step, echoes, follow, inner_phrase, merge
+from kgmem.graph.knowledge import Citation, Fact
+from kgmem.memory.passages import stopwords
+from kgmem.pipelines.hops import (
+    Hop,
+    answered_a_step,
+    bridge_facts,
+    echoes,
+    follow,
+    inner_phrase,
+    merge,
+    relation_words,
+)
 from kgmem.render import answer_text
 from kgmem.retrieval.packer import Packer, asking
 from kgmem.retrieval.types import Hit
@@ -131,3 +142,40 @@ def test_ask_follows_the_hops_to_the_passage_the_question_never_names(memory):
     memory.configure(hops=0)
     direct = memory.ask(AUSTRIA, llm="extractive")
     assert direct.hops == [] and "followed:" not in answer_text(direct)
+
+
+APA_HOP = Hop("the association which published Journal of Psychotherapy Integration",
+              "Which association is the association which published Journal of Psychotherapy Integration?",
+              "American Psychological Association",
+              "Who was the first president of American Psychological Association ?")
+
+
+def test_the_bridge_s_facts_are_those_sharing_a_word_with_what_the_question_still_asks():
+    want = relation_words(APA_HOP.question, APA_HOP.bridge, stopwords())
+    assert want == {"presi"}  # not the bridge's own words, the wh-word or stopwords ("first")
+    cite = [Citation("d1", 1, 0, 10)]
+    facts = [Fact("American Psychological Association", "published", "Journal of Psychotherapy Integration", cite),
+             Fact("American Psychological Association", "co_occurs", "First Lady", cite, kind="cooc"),
+             Fact("G. Stanley Hall", "president_of", "American Psychological Association", cite, kind="copula")]
+    assert [f.subject for f in bridge_facts(facts, want)] == ["G. Stanley Hall"]
+    assert bridge_facts(facts, {"found"}) == []
+
+
+def _hits(n: int) -> list[Hit]:
+    return [Hit(doc_id=f"d{i}", chunk_id=i, score=1.0, text=" ".join(f"w{i}x{j}" for j in range(40)),
+                title=f"Title {i}", source="", start=0, end=200) for i in range(n)]
+
+
+def test_the_bridge_s_facts_keep_their_room_before_the_question_when_passages_would_fill_it():
+    words = lambda text: len(text.split())  # noqa: E731
+    fact = Fact("G. Stanley Hall", "president_of", "American Psychological Association",
+                [Citation("d9", 99, 0, 10)], kind="copula")
+    question = "Who was the first president of the association which published Journal of Psychotherapy Integration?"
+    ctx = Packer(words, 376, 64, fact_share=0.0).pack(question, _hits(20), [fact], fact_floor=24)
+    user = ctx.user
+    assert user.index("[1] Title 0") < user.index("- G. Stanley Hall | president of") < user.index("Question:")
+    assert user.endswith(f"Question: {question}") and ctx.prompt_tokens <= 376 - 64 and ctx.facts == [fact]
+    assert ctx.source(len(ctx.sources)).chunk_id == 99  # the fact's passage is a source of its own
+    # the floor's room is taken from the passages, which otherwise fill the window
+    plain = Packer(words, 376, 64, fact_share=0.0).pack(question, _hits(20), [fact])
+    assert len(ctx.report.included) < len(plain.report.included) and plain.facts == []

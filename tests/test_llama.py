@@ -297,3 +297,40 @@ def test_answer_scores_asks_each_method_in_a_row_so_each_keeps_its_cached_system
         records = res[part]["questions"]
         assert len(records) == 3 and res[part]["cached_tokens_mean"] > 0
         assert all(r["cached_tokens"] >= small_backend.count_tokens(system) for r in records[1:]), part
+
+
+DEMO = "Who was the first president of the association which published Journal of Psychotherapy Integration?"
+
+
+def test_the_prompt_gets_the_graph_s_fact_about_the_hops_bridge(wiki_memory, small_backend):
+    """`make demo`'s first question: the hops resolve the association, and the prompt gets
+    the graph's fact about its president, room kept for it."""
+    from kgmem.pipelines.query import prepare
+
+    prep = wiki_memory.context(DEMO, llm=SMALL, budget=1024)
+    user = prep.context.user
+    assert [h.bridge for h in prep.hops][:1] == ["American Psychological Association"]
+    fact = "- G. Stanley Hall | president of | American Psychological Association ["
+    assert fact in user and user.endswith(f"Question: {DEMO}")
+    assert prep.context.prompt_tokens <= 1024 - wiki_memory.config.answer_tokens
+    plain = prepare(wiki_memory._searcher, wiki_memory.graph, small_backend, DEMO, window=1024, hops=2,
+                    reader=wiki_memory.backend("extractive"), bridge=False)
+    assert fact not in plain.context.user and plain.hops
+
+
+def test_a_declined_yes_no_question_whose_names_are_packed_gets_yes_or_no(wiki_memory, small_backend, monkeypatch):
+    from kgmem.pipelines.llm import Reply
+    from kgmem.pipelines.query import answer as generate
+
+    asked = "Was G. Stanley Hall the first president of the American Psychological Association?"
+    prep = wiki_memory.context(asked, llm=SMALL, budget=1024)
+    verdict = small_backend.yes_or_no(asked, prep.context, 64)  # the real model, held to "yes" or "no"
+    assert verdict is not None and verdict.answer in ("yes", "no") and verdict.found
+    unknown = "Was Zorblax Quintavius the first president of the American Psychological Association?"
+    assert small_backend.yes_or_no(unknown, wiki_memory.context(unknown, llm=SMALL).context, 64) is None
+    # the answer step asks for the verdict only after a decline, and says so
+    monkeypatch.setattr(small_backend, "answer", lambda *a, **k: Reply("not in memory", [], False))
+    streamed: list[str] = []
+    ans = generate(prep, small_backend, asked, on_token=streamed.append)
+    assert ans.found and ans.short in ("yes", "no") and "asked for yes or no" in ans.notices[-1]
+    assert "".join(streamed) == f" → {ans.short}"

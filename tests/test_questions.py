@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from kgmem.pipelines.llm import ANSWER_SCHEMA, ChatBackend, ChatResult
-from kgmem.pipelines.llm.base import COMPARE_SCHEMA
-from kgmem.pipelines.llm.questions import compared_by, is_yes_no, same_value
+from kgmem.pipelines.llm.base import COMPARE_SCHEMA, YES_NO_SCHEMA
+from kgmem.pipelines.llm.questions import compared_by, is_yes_no, named_in_passages, same_value
 from kgmem.retrieval.packer import ContextReport, PackedContext, Source
 
 
@@ -125,3 +125,24 @@ def test_an_explanation_cut_by_its_length_limit_ends_at_its_last_full_sentence()
     assert reply.answer == said[: said.rindex(". ") + 1]
     whole = Scripted({"answer": json.dumps({"answer": said[: said.rindex(". ") + 1], "sources": [1]})})
     assert whole.answer("How do I cache the results?", context, 192).answer == said[: said.rindex(". ")]
+
+
+def test_a_yes_no_question_s_names_are_in_the_passages_only_when_each_is_there_whole():
+    q = "Are Christopher Nolan and Sathish Kalathil both film directors?"
+    both = ["Christopher Nolan is a British-American film director.", "Sathish Kalathil is an Indian film director."]
+    assert named_in_passages(q, both)
+    assert not named_in_passages(q, both[:1])  # one of the two is missing: a decline may stand
+    assert named_in_passages("Is the Bank of America older than Wells Fargo?",
+                             ["Bank of America was founded in 1904.", "Wells Fargo dates from 1852."])
+    assert not named_in_passages("Is the sky on Mars blue?", ["The sky of Venus is yellow."])
+    assert named_in_passages("is the sky on mars blue?", ["at sunset the sky on mars turns blue"])
+
+
+def test_a_declined_yes_no_question_is_asked_for_yes_or_no_when_the_passages_name_what_it_asks_about():
+    q = "Are Nantong and Jingdezhen both cities?"
+    model = Scripted({"answer": '{"answer": "yes", "sources": [1, 2]}'})
+    reply = model.yes_or_no(q, _context(), 64)
+    assert (reply.answer, reply.sources) == ("yes", [1, 2]) and model.schemas[-1] is YES_NO_SCHEMA
+    assert model.yes_or_no("Are Nantong and Suzhou both cities?", _context(), 64) is None  # Suzhou is not there
+    assert model.yes_or_no("Which city is in Jiangsu?", _context(), 64) is None  # not a yes/no question
+    assert Scripted({"answer": '{"answer": "maybe", "sources": []}'}).yes_or_no(q, _context(), 64) is None

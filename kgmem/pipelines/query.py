@@ -15,7 +15,7 @@ from ..retrieval.search import Searcher
 from ..retrieval.types import Hit
 from ..memory.chunker import sentence_spans
 from ..memory.passages import stopwords
-from .hops import Hop, answered_a_step, echoes, follow, merge
+from .hops import Hop, answered_a_step, bridge_facts, echoes, follow, merge, relation_words
 from .llm import Backend, Reply
 from .llm.questions import explains
 
@@ -240,10 +240,13 @@ def prepare(
     fact_share: float = 0.0,
     hops: int = 0,
     reader: Backend | None = None,
+    bridge: bool = True,
 ) -> Prepared:
     """Retrieve and pack, without generating: everything up to the LLM call. With `hops`
     and a `reader` (the no-LLM reader), the question is also followed hop by hop and each
-    rewritten question's best passages join the packed ones (pipelines/hops.py)."""
+    rewritten question's best passages join the packed ones (pipelines/hops.py); with
+    `bridge`, a chat model's prompt also gets the graph's facts about the last hop's
+    bridge (`hop_facts`), room kept for them."""
     if not question or not question.strip():
         raise ValueError("the question is empty")
     window = window or backend.context_window
@@ -266,9 +269,14 @@ def prepare(
     # become | president", "Thailand | be | country") were what the 1.5B model answered with
     # (README@f5760d8, "Graph facts").
     facts = facts_for(graph, [e.entity_id for e in named_in(question, linked)])
+    first: list[Fact] = []
+    if bridge and followed and getattr(backend, "follows_hops", False) and not explains(question):
+        first = hop_facts(graph, followed[-1])
+        facts = first + [f for f in facts if (f.subject, f.predicate, f.object) not in
+                         {(b.subject, b.predicate, b.object) for b in first}]
     packer = Packer(backend.count_tokens, window, answer_tokens, render=backend.render, fact_share=fact_share,
                     instructions=getattr(backend, "instructions", None) or None)
-    context = packer.pack(question, hits, facts)
+    context = packer.pack(question, hits, facts, fact_floor=FACT_TOKENS * len(first))
     context.form = "explain" if explains(question) else "phrase"
     untitled = [s for s in context.sources if not s.title]
     if untitled:  # sources cited only through a fact: name them (and quote the fact's sentence)
@@ -284,6 +292,19 @@ def prepare(
         context.rewritten = [h.question for h in followed]
     timings["pack"] = time.perf_counter() - t1
     return Prepared(hits, list(linked), context, timings, [notice] if notice else [], question, followed)
+
+
+# Tokens a bridge fact's line takes, about ("- G. Stanley Hall | president of | American
+# Psychological Association [4]"): the room the packer keeps for them.
+FACT_TOKENS = 24
+
+
+def hop_facts(graph: KnowledgeGraph, last: Hop) -> list[Fact]:
+    """The graph's facts about the last hop's bridge that share a word with what the
+    rewritten question still asks of it (pipelines/hops.bridge_facts)."""
+    eid = graph.resolve(last.bridge)
+    facts = facts_for(graph, [eid]) if eid is not None else []
+    return bridge_facts(facts, relation_words(last.question, last.bridge, stopwords()))
 
 
 # The window a hop's phrase is read in (the no-LLM reader's measured setting, README@f5760d8).
@@ -314,6 +335,17 @@ def answer(prep: Prepared, backend: Backend, question: str, *, answer_tokens: in
         answer_tokens = max(answer_tokens, EXPLAIN_TOKENS)
     t0 = time.perf_counter()
     reply = _generate(backend, question, context, answer_tokens, on_token, cancel)
+    if not reply.found and hasattr(backend, "yes_or_no"):
+        verdict = backend.yes_or_no(question, context, answer_tokens, cancel)
+        if verdict is not None:
+            notices.append("declined at first, though the passages name all the question does: asked for yes or no")
+            if on_token:
+                on_token(f" → {verdict.answer}")
+            verdict.prompt_tokens += reply.prompt_tokens
+            verdict.cached_tokens += reply.cached_tokens
+            verdict.completion_tokens += reply.completion_tokens
+            verdict.first_token = reply.first_token
+            reply = verdict
     step, why = None, ""
     if reply.found and prep.hops and getattr(backend, "follows_hops", False) and context.form != "explain":
         step, why = answered_a_step(reply.answer, prep.hops), "answers a step of the question"

@@ -142,7 +142,10 @@ class Packer:
         self.fact_share = fact_share
         self.instructions = instructions or INSTRUCTIONS
 
-    def pack(self, question: str, hits: Sequence[Hit], facts: Sequence[Any] = ()) -> PackedContext:
+    def pack(self, question: str, hits: Sequence[Hit], facts: Sequence[Any] = (), *,
+             fact_floor: int = 0) -> PackedContext:
+        """Passages in rank order, then facts, then the question. `fact_floor`: tokens the
+        first facts get whatever `fact_share` says, trimmed only after every passage."""
         question_block = f"{QUESTION}{question.strip()}"
         fixed = self.count(self.render(self.instructions, question_block))
         room = self.window - self.answer_tokens - fixed
@@ -151,7 +154,7 @@ class Packer:
                 f"a {self.window}-token window cannot hold the instructions and question ({fixed} tokens) "
                 f"plus {self.answer_tokens} tokens for the answer"
             )
-        fact_room = int(room * self.fact_share) if facts else 0
+        fact_room = min(max(int(room * self.fact_share), fact_floor), room) if facts else 0
         passage_room = room - fact_room
 
         # --- passages, in rank order, near-duplicates dropped, each costed alone
@@ -183,6 +186,7 @@ class Packer:
         kept_facts: list[Any] = []
         facts_used = 0
         n_dropped_facts = 0
+        keep = 0
         for fact in facts:
             cite = fact.citations[0] if fact.citations else None
             src = by_chunk.get(cite.chunk_id) if cite else None
@@ -201,13 +205,14 @@ class Packer:
             fact_lines.append(line)
             kept_facts.append(fact)
             facts_used += cost
+            keep += facts_used <= fact_floor  # within the floor: trimmed only after every passage
 
         system, user = self._assemble(chosen, fact_lines, question_block)
         # The exact count, chat template and joins included; trim from the tail if the
         # sum of the parts was optimistic (it rarely is).
         total = self.count(self.render(system, user))
         while total > self.window - self.answer_tokens and (fact_lines or chosen):
-            if fact_lines:
+            if len(fact_lines) > keep or (fact_lines and not chosen):
                 fact_lines.pop()
                 kept_facts.pop()
                 n_dropped_facts += 1
@@ -215,6 +220,11 @@ class Packer:
                 hit, _ = chosen.pop()
                 dropped.append((hit.chunk_id, "did not fit once the prompt was assembled"))
                 sources = [s for s in sources if s.chunk_id != hit.chunk_id]
+                cited = [i for i, f in enumerate(kept_facts) if f.citations and f.citations[0].chunk_id == hit.chunk_id]
+                for i in reversed(cited):  # a kept fact whose passage left goes with it
+                    del fact_lines[i], kept_facts[i]
+                    keep -= i < keep
+                    n_dropped_facts += 1
             system, user = self._assemble(chosen, fact_lines, question_block)
             total = self.count(self.render(system, user))
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ...errors import Cancelled, KgmemError
 from ...retrieval.packer import PackedContext
-from .questions import compared_by, same_value
+from .questions import compared_by, is_yes_no, named_in_passages, same_value
 
 OnToken = Callable[[str], None]
 NOT_FOUND = "not in memory"
@@ -80,6 +80,15 @@ char ::= [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
 num ::= [1-9] [0-9]?
 '''
 EXPLAIN_REST = ANSWER_REST.replace("char{0,120}", "char{0,%d}" % EXPLAIN_CHARS)
+# A yes/no question the model declined while the passages speak of everything it names:
+# asked again with "yes" or "no" as the only answers (`ChatBackend._yes_or_no`).
+YES_NO_REST = ANSWER_REST.replace('root ::= chars', 'root ::= ( "yes" | "no" )')
+YES_NO_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
+                   "sources": ANSWER_SCHEMA["properties"]["sources"]},
+    "required": ["answer", "sources"],
+}
 
 # Yes/no questions that compare two things by one property ("… in the same province?"):
 # the model copies each thing's value and code compares them. Asked for the verdict, the
@@ -324,6 +333,30 @@ class ChatBackend:
         if stream is not None and not stream.buffer and result.text:
             on_token(answer)  # a backend that could not stream
         return _reply(answer, sources, found, result, t0)
+
+    def yes_or_no(self, question: str, context: PackedContext, max_tokens: int,
+                  cancel: threading.Event | None = None) -> Reply | None:
+        """A declined yes/no question asked again with "yes" and "no" the only answers, or
+        None (not a yes/no question, the passages do not name what it asks about, or no
+        verdict came). The 1.5B model declined most yes/no questions whose evidence it had
+        been given (held-out news questions: F1 50.0 against naive RAG's 76.7); a decline
+        stands where the packed passages miss a name the question gives (`named_in_passages`)."""
+        if self.schema is not ANSWER_SCHEMA or not is_yes_no(question) or compared_by(question) \
+                or not named_in_passages(question, [f"{s.title} {s.text}" for s in context.sources if s.packed]):
+            return None
+        messages = [{"role": "system", "content": context.system}, {"role": "user", "content": context.user}]
+        delta = _cancellable(None, cancel) if cancel is not None else None
+        t0 = time.perf_counter()
+        if self.prefills:  # the same prompt: only the reply's grammar differs, so the prompt cache holds it
+            result = self.chat(messages + [{"role": "assistant", "content": ANSWER_PREFIX}], max_tokens, None, delta,
+                               grammar=YES_NO_REST)
+            result.text = ANSWER_PREFIX + result.text
+        else:
+            result = self.chat(messages, max_tokens, YES_NO_SCHEMA, delta)
+        answer, sources, found = parse_reply(result.text)
+        if not found or answer.lower() not in ("yes", "no"):
+            return None
+        return _reply(answer.lower(), sources, True, result, t0)
 
     def _compare(self, what: str, context: PackedContext, max_tokens: int, on_token: OnToken | None,
                  cancel: threading.Event | None) -> Reply | None:

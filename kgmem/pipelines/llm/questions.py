@@ -23,6 +23,24 @@ def is_yes_no(question: str) -> bool:
     return bool(words) and words[0] in _AUX and " or " not in question.lower() and not _WH & set(words)
 
 
+_NAME = re.compile(r"\b[A-Z0-9][\w'&.-]*(?:\s+(?:of|the|de|von|van|[A-Z0-9][\w'&.-]*))*")
+
+
+def named_in_passages(question: str, texts: list[str]) -> bool:
+    """Whether every name the question gives (its capitalised words after the first: "Fortune",
+    "Christopher Nolan") is in one of `texts`, each name by all its words; a question that
+    names nothing: whether most of its content words (four letters or more) are."""
+    body = question.strip().split(" ", 1)[1] if " " in question.strip() else ""
+    names = [m.group(0) for m in _NAME.finditer(body)]
+    low = [t.lower() for t in texts]
+    if names:
+        return all(any(all(w in t for w in _WORD.findall(n.lower()) if w not in _IGNORED) for t in low)
+                   for n in names)
+    words = [w for w in _WORD.findall(body.lower()) if len(w) > 3 and w not in _AUX]
+    seen = set(_WORD.findall(" ".join(low)))
+    return bool(words) and sum(w in seen for w in words) >= 0.6 * len(words)
+
+
 def compared_by(question: str) -> str | None:
     """The property a yes/no question compares two things by, or None: "Are Nantong and
     Jingdezhen situated in the same province?" → "province"; "Are Marian Gold and Jung
