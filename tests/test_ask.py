@@ -401,3 +401,20 @@ def test_answer_scores_reads_from_the_retrieval_asked(wiki_memory, wiki_question
     for q, row in zip(qs, rows):
         dense = {h.doc_id for h in wiki_memory.search(q["question"], k=k, mode="dense")}
         assert row["cited"] and set(row["cited"]) <= dense
+
+
+def test_a_citation_quotes_the_sentence_that_says_what_the_question_asks_of_the_answer():
+    """Of the sentences naming the answer (in full, or by a name's last word), the one sharing
+    most words with the question, begun where the full name is."""
+    from kgmem.pipelines.query import _support
+
+    text = ('The formal study of adolescent psychology began with the publication of G. Stanley Hall\'s '
+            '"Adolescence in 1904." Hall, who was the first president of the American Psychological Association, '
+            'viewed adolescence primarily as a time of internal turmoil. This understanding of youth was new.')
+    s, e = _support(text, "G. Stanley Hall", "Who was the first president of the association which published it?")
+    assert text[s:e].startswith("The formal study") and text[s:e].endswith("internal turmoil.")
+    s, e = _support(text, "G. Stanley Hall", "Who wrote Adolescence?")  # the splitter's cut after "G." mended
+    assert text[s:e] == 'The formal study of adolescent psychology began with the publication of G. Stanley Hall\'s ' \
+                        '"Adolescence in 1904.'
+    plain = "Paris is big. It is the capital of France. Paris has rats."
+    assert _support(plain, "Paris", "What is the capital of France?") == (0, 13)  # a one-word answer: its own sentence

@@ -101,7 +101,7 @@ def follow(question: str, parse: Callable[[str], Any], read: Callable[[str], str
         bridge = (read(asked) or "").strip()
         if not bridge or bridge.lower() in phrase.lower():
             break
-        current = " ".join(p for p in (doc[:start].text, bridge, doc[end:].text) if p)
+        current = re.sub(r" ([?.,!;:])", r"\1", " ".join(p for p in (doc[:start].text, bridge, doc[end:].text) if p))
         hops.append(Hop(phrase, asked, bridge, current))
     return hops
 

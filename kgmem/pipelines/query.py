@@ -143,13 +143,33 @@ def _holds(text: str, answer: str) -> bool:
 
 
 def _support(text: str, answer: str, question: str) -> tuple[int, int]:
-    """The sentence of `text` the answer stands in: the one holding it, else the one that
-    shares most words with the answer and the question."""
+    """The sentence of `text` the answer stands in: of those naming it (the whole answer,
+    or a name's last word: "Hall, who was the first president of …" for "G. Stanley Hall",
+    with the sentence before when that one names it in full), the one sharing most words
+    with the question; else the one that shares most words with the answer and the question."""
     spans = sentence_spans(text) or [(0, len(text))]
-    pos = text.lower().find(answer.lower()) if answer and answer.lower() not in ("yes", "no") else -1
-    if pos >= 0:
-        return next(((s, e) for s, e in spans if s <= pos < e), spans[0])
     stop = stopwords()
+    asked = {w for w in _WORDS.findall(question.lower()) if w not in stop}
+    low, ans = text.lower(), answer.lower()
+
+    def overlap(se: tuple[int, int], want: set[str]) -> int:
+        return len(want & set(_WORDS.findall(low[se[0]:se[1]])))
+
+    if ans and ans not in ("yes", "no"):
+        found = [(m.start(), m.end()) for m in re.finditer(re.escape(ans), low)]
+        naming = [se for se in spans if any(a < se[1] and se[0] < b for a, b in found)]  # (across a cut too)
+        last = answer.split()[-1] if len(answer.split()) > 1 else ""
+        if naming and last[:1].isupper() and len(last) > 3:
+            naming += [se for se in spans if se not in naming and re.search(rf"\b{re.escape(last.lower())}\b",
+                                                                               low[se[0]:se[1]])]
+        if naming:
+            best = max(naming, key=lambda se: (overlap(se, asked), -se[0]))
+            i = spans.index(best)
+            inside = [a for a, b in found if a < best[1] and best[0] < b]
+            before = [a for a, b in found if spans[max(i - 2, 0)][0] <= a < best[0]]
+            start = min(inside) if inside else before[-1] if before else best[0]
+            # the name in full, begun before a cut ("G. | Stanley Hall") or just before the sentence
+            return next(s for s, e in spans if s <= start < e), best[1]
     want = {w for w in _WORDS.findall(f"{answer} {answer} {question}".lower()) if w not in stop}
     return max(spans, key=lambda se: len(want & set(_WORDS.findall(text[se[0]:se[1]].lower()))))
 
