@@ -406,7 +406,7 @@ def test_answer_scores_reads_from_the_retrieval_asked(wiki_memory, wiki_question
 def test_a_citation_quotes_the_sentence_that_says_what_the_question_asks_of_the_answer():
     """Of the sentences naming the answer (in full, or by a name's last word), the one sharing
     most words with the question, begun where the full name is."""
-    from kgmem.pipelines.query import _support
+    from kgmem.pipelines.citations import _support
 
     text = ('The formal study of adolescent psychology began with the publication of G. Stanley Hall\'s '
             '"Adolescence in 1904." Hall, who was the first president of the American Psychological Association, '

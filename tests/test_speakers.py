@@ -230,7 +230,7 @@ def test_an_answer_cites_the_turn_that_says_it_so_whose_fact_it_is_holds(memory:
     """The model answered "love, faith, strength" citing the turn that asked about the
     necklace: the turn saying "love, faith and strength" (every word of the answer, not
     the phrase) is cited too, and it is Caroline's, so the answer is not Melanie's."""
-    from kgmem.pipelines.query import _holds
+    from kgmem.pipelines.citations import _holds
 
     assert _holds("i chose them 'cause they help lgbtq+ folks with adoption.", "lgbt+ folks")  # by 5 letters
     assert not _holds("the pain was bad.", "painting") and not _holds("love the necklace!", "love, faith")
