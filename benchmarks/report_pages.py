@@ -6,6 +6,7 @@ import random
 from typing import Any, Callable
 
 from report_common import Results, num, page, reproduce, signed, table, tried
+from report_answers import hop_facts, runtimes
 from report_speed import headline as _speed_headline
 from report_speed import memory, scale, service, speed
 
@@ -263,6 +264,8 @@ def answers(r: Results) -> str:
         f"~{num(fresh, 0)} "
         "fresh prompt tokens on two cores.",
         docs_answers(r),
+        hop_facts(r),
+        runtimes(r),
         "## Without a model\n\n`--llm extractive`: the reader picks a span of the kind the question asks for "
         "(a person, a place, a date …) from the packed passages, with a 2,048-token budget; every question of "
         "each set.\n\n" + reader,
@@ -273,6 +276,8 @@ def answers(r: Results) -> str:
             "python benchmarks/eval_answers.py ../shared/bench/hotpotqa --limit 100 --llm llama --budgets 1024",
             "python benchmarks/eval_answers.py ../shared/bench/musique --llm extractive --budgets 2048",
             "python benchmarks/eval_docs_answers.py            # useful answers on Python's docs",
+            "python benchmarks/eval_hop_facts.py ../shared/bench/musique --limit 40   # bridge facts, yes/no, declines",
+            "python benchmarks/eval_hop_facts.py ../shared/bench/hotpotqa --limit 60",
         ),
         tried(r, "answers"),
     )
