@@ -45,7 +45,8 @@ def hop_facts(r: Results) -> str:
                  "naive RAG", "kgmem − naive", "declined (gold in prompt)", "yes/no re-asked"], rows)
         + "\n\nF1 of the questions the hops rewrote, without → with the bridge's facts: " + "; ".join(hopped)
         + ". The facts are kept for the multi-hop set they help; on HotpotQA's two-hop questions they are "
-        "about even (within a question or two).\n\nHow to tell the model what the hops found was chosen on MuSiQue's first 60 questions "
+        "about even (within a question or two).\n\nHow to tell the model what the hops found was chosen on "
+        "MuSiQue's first 60 questions "
         f"({r(t, 'questions_with_hops')} rewritten by the hops), each variant answered in a row over the same "
         "passages, same run. Saying the bridges and the rewritten question in words misled the 1.5B model where "
         "a bridge was wrong; the bridge's facts alone, as graph facts, did not:\n\n"
