@@ -19,7 +19,6 @@ from .hops import Hop, answered_a_step, bridge_facts, echoes, follow, merge, rel
 from .llm import Backend, Reply
 from .llm.questions import explains
 
-_WORDS = re.compile(r"\w+", re.UNICODE)
 
 OnToken = Callable[[str], None]
 

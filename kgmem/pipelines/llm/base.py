@@ -81,7 +81,7 @@ num ::= [1-9] [0-9]?
 '''
 EXPLAIN_REST = ANSWER_REST.replace("char{0,120}", "char{0,%d}" % EXPLAIN_CHARS)
 # A yes/no question the model declined while the passages speak of everything it names:
-# asked again with "yes" or "no" as the only answers (`ChatBackend._yes_or_no`).
+# asked again with "yes" or "no" as the only answers (`ChatBackend.yes_or_no`).
 YES_NO_REST = ANSWER_REST.replace('root ::= chars', 'root ::= ( "yes" | "no" )')
 YES_NO_SCHEMA: dict[str, Any] = {
     "type": "object",
