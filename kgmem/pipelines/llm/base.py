@@ -317,15 +317,9 @@ class ChatBackend:
         system = EXPLAIN_INSTRUCTIONS if explain and context.system == ANSWER_INSTRUCTIONS else context.system
         schema, rest = (EXPLAIN_SCHEMA, EXPLAIN_REST) if explain else (self.schema, ANSWER_REST)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": context.user}]
-        if self.prefills and self.schema is ANSWER_SCHEMA:
-            # The reply's opening is given: the model's first token is the answer's.
-            if stream is not None:
-                stream.feed(ANSWER_PREFIX)
-            result = self.chat(messages + [{"role": "assistant", "content": ANSWER_PREFIX}], max_tokens,
-                               None, on_delta, grammar=rest)
-            result.text = ANSWER_PREFIX + result.text
-        else:
-            result = self.chat(messages, max_tokens, schema, on_delta)
+        if stream is not None and self._prefilled():
+            stream.feed(ANSWER_PREFIX)
+        result = self._constrained(messages, max_tokens, schema, rest, on_delta)
         text = result.text if self.schema is not None else result.text.strip().split("\n")[0]
         answer, sources, found = parse_reply(text)
         if explain and ('"sources"' not in text or len(answer) >= EXPLAIN_CHARS - 20):
@@ -333,6 +327,21 @@ class ChatBackend:
         if stream is not None and not stream.buffer and result.text:
             on_token(answer)  # a backend that could not stream
         return _reply(answer, sources, found, result, t0)
+
+    def _prefilled(self) -> bool:
+        return self.prefills and self.schema is ANSWER_SCHEMA
+
+    def _constrained(self, messages: list[dict[str, str]], max_tokens: int, schema: dict[str, Any] | None,
+                     rest: str, on_delta: OnToken | None) -> ChatResult:
+        """The model's reply held to `schema`; a backend that `prefills` is handed the reply's
+        opening (ANSWER_PREFIX) and held to `rest`, the GBNF grammar of what follows it, so its
+        first token is the answer's. The result's text is the whole reply."""
+        if not self._prefilled():
+            return self.chat(messages, max_tokens, schema, on_delta)
+        result = self.chat(messages + [{"role": "assistant", "content": ANSWER_PREFIX}], max_tokens, None, on_delta,
+                           grammar=rest)
+        result.text = ANSWER_PREFIX + result.text
+        return result
 
     def yes_or_no(self, question: str, context: PackedContext, max_tokens: int,
                   cancel: threading.Event | None = None) -> Reply | None:
@@ -347,12 +356,8 @@ class ChatBackend:
         messages = [{"role": "system", "content": context.system}, {"role": "user", "content": context.user}]
         delta = _cancellable(None, cancel) if cancel is not None else None
         t0 = time.perf_counter()
-        if self.prefills:  # the same prompt: only the reply's grammar differs, so the prompt cache holds it
-            result = self.chat(messages + [{"role": "assistant", "content": ANSWER_PREFIX}], max_tokens, None, delta,
-                               grammar=YES_NO_REST)
-            result.text = ANSWER_PREFIX + result.text
-        else:
-            result = self.chat(messages, max_tokens, YES_NO_SCHEMA, delta)
+        # the same prompt: only the reply's grammar differs, so the prompt cache holds it
+        result = self._constrained(messages, max_tokens, YES_NO_SCHEMA, YES_NO_REST, delta)
         answer, sources, found = parse_reply(result.text)
         if not found or answer.lower() not in ("yes", "no"):
             return None
